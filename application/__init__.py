@@ -1,0 +1,1 @@
+"""The ledger application service: commands, queries, verification and usage recording."""

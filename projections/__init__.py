@@ -1,0 +1,1 @@
+"""Read models built only from the event store, and the runner that keeps them current."""

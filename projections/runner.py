@@ -1,0 +1,216 @@
+"""Keeps the read models current: exactly once, in batches, and on demand for read-your-writes.
+
+Each projector's position in the notification log is stored in `projection_positions` in the
+same transaction as its rows, so a crash can neither apply an event twice nor skip one. Catch-up
+holds a write lock for its whole transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+transaction lock), so several threads or processes may all call it and each event is still
+applied once. The log is paged by the last position seen, never by arithmetic: positions have
+gaps on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+
+from projections import schema
+from projections.projectors import Projector
+
+log = logging.getLogger("tokenledger.projections")
+
+ADVISORY_LOCK_KEY = 0x746F6B656E  # "token"
+Progress = Callable[[int, int], None]  # (events read so far, last position)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        projectors: Sequence[Projector],
+        *,
+        batch_size: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.recorder: Any = None
+        self.mapper: Any = None
+        self.projectors = list(projectors)
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._caught_up_to = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # Set-up ------------------------------------------------------------------------------
+
+    def bind(self, recorder: Any, mapper: Any) -> None:
+        """The event store to read: its recorder (the notification log) and its mapper."""
+        self.recorder = recorder
+        self.mapper = mapper
+
+    def create_tables(self) -> None:
+        with self.engine.begin() as conn:
+            self._lock_writers(conn)
+            schema.metadata.create_all(conn)
+            known = set(conn.execute(select(schema.positions.c.name)).scalars())
+            missing = [{"name": p.name, "position": 0} for p in self.projectors if p.name not in known]
+            if missing:
+                conn.execute(insert(schema.positions), missing)
+
+    def _lock_writers(self, conn: Connection) -> None:
+        if self.is_postgres:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+
+    # Catch-up ----------------------------------------------------------------------------
+
+    def catch_up(self, *, progress: Progress | None = None, limit_batches: int | None = None) -> int:
+        """Apply every event not yet applied; returns how many notifications were read."""
+        total = 0
+        batches = 0
+        while limit_batches is None or batches < limit_batches:
+            read, last = self._catch_up_batch()
+            batches += 1
+            total += read
+            if progress and read:
+                progress(total, last)
+            if read < self.batch_size:
+                break
+        return total
+
+    def _catch_up_batch(self) -> tuple[int, int]:
+        """One transaction: read a batch after the lowest position, apply it to each projector
+        that has not seen it, move their positions. Returns (notifications read, position)."""
+        with self.engine.begin() as conn:
+            self._lock_writers(conn)
+            positions = self._positions(conn)
+            start = min(positions.get(p.name, 0) for p in self.projectors)
+            notifications = self.recorder.select_notifications(
+                start=start, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                self._caught_up_to = max(self._caught_up_to, start)
+                return 0, start
+            events = [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
+            last = notifications[-1].id
+            for projector in self.projectors:
+                done = positions.get(projector.name, 0)
+                todo = [pair for pair in events if pair[0] > done]
+                if todo:
+                    projector.apply(conn, todo)
+                    conn.execute(
+                        update(schema.positions).where(schema.positions.c.name == projector.name).values(position=last)
+                    )
+        self._caught_up_to = max(self._caught_up_to, last)
+        return len(notifications), last
+
+    def _positions(self, conn: Connection) -> dict[str, int]:
+        return {r.name: r.position for r in conn.execute(select(schema.positions))}
+
+    def wait_for(self, position: int) -> None:
+        """Read your writes: return once every projector has applied `position`.
+
+        Runs the catch-up in the caller's thread instead of waiting on another one, so the
+        latency is that of one transaction, with no polling and no fixed sleep.
+        """
+        if self._caught_up_to >= position:
+            return
+        with self._lock:
+            while self._caught_up_to < position:
+                read, last = self._catch_up_batch()
+                if read == 0 and last < position:
+                    # The caller committed this notification before asking, so it must be there.
+                    raise RuntimeError(f"notification {position} is not in the log")
+
+    # Status and rebuild ------------------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return self._positions(conn)
+
+    def status(self) -> list[ProjectionStatus]:
+        head = self.recorder.max_notification_id() or 0
+        positions = self.positions()
+        return [ProjectionStatus(p.name, positions.get(p.name, 0), head) for p in self.projectors]
+
+    def lag(self) -> int:
+        return max((s.lag for s in self.status()), default=0)
+
+    def rebuild(self, name: str, *, progress: Progress | None = None) -> int:
+        """Drop a projection's rows and replay the whole log into it, in one transaction:
+        readers see the old rows until the new ones are complete."""
+        projector = next((p for p in self.projectors if p.name == name), None)
+        if projector is None:
+            known = ", ".join(p.name for p in self.projectors)
+            raise KeyError(f"no projection named {name!r}; known: {known}")
+        total = 0
+        with self._lock, self.engine.begin() as conn:
+            self._lock_writers(conn)
+            for table in projector.tables:
+                conn.execute(delete(table))
+            last = 0
+            while True:
+                notifications = self.recorder.select_notifications(
+                    start=last, limit=self.batch_size, inclusive_of_start=False
+                )
+                if not notifications:
+                    break
+                projector.apply(conn, [(n.id, self.mapper.to_domain_event(n)) for n in notifications])
+                last = notifications[-1].id
+                total += len(notifications)
+                if progress:
+                    progress(total, last)
+            conn.execute(
+                update(schema.positions).where(schema.positions.c.name == projector.name).values(position=last)
+            )
+        return total
+
+    # Background --------------------------------------------------------------------------
+
+    def start(self, interval: float = 0.5) -> None:
+        """Catch up in a thread, for events written by other processes (the CLI, other workers)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    with self._lock:
+                        self.catch_up()
+                except Exception:
+                    log.exception("projection catch-up failed; retrying")
+                self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=run, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def wait_until_caught_up(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.lag() == 0:
+                return True
+            self.catch_up()
+        return self.lag() == 0

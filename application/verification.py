@@ -60,8 +60,8 @@ class Verification:
         return self.token is not None and (scope is None or self.token.scopes.allows(scope))
 
 
-class FailureLimiter:
-    """At most `limit` failed argon2 checks per lookup id in any `window` seconds."""
+class SlidingWindowLimiter:
+    """At most `limit` events per key in any `window` seconds (failed checks, reports, logins)."""
 
     def __init__(self, limit: int, window_seconds: float, max_keys: int = 100_000) -> None:
         self.limit = limit
@@ -82,7 +82,7 @@ class FailureLimiter:
         with self._lock:
             return len(self._recent(key, now)) >= self.limit
 
-    def record_failure(self, key: str, now: float) -> None:
+    def record(self, key: str, now: float) -> None:
         with self._lock:
             times = self._recent(key, now)
             times.append(now)
@@ -133,7 +133,7 @@ class Verifier:
         self.read_models = read_models
         self.hasher = hasher
         self.cache = VerifiedCache(cache_entries)
-        self.limiter = FailureLimiter(failure_limit, failure_window_seconds)
+        self.limiter = SlidingWindowLimiter(failure_limit, failure_window_seconds)
 
     def verify(self, value: str, now: datetime) -> Verification:
         parsed = token_format.parse(value)
@@ -160,7 +160,7 @@ class Verifier:
         if self.limiter.is_blocked(parsed.lookup_id, instant):
             return Verification(Outcome.THROTTLED)
         if not self.hasher.verify(credential.secret_hash, parsed.secret):
-            self.limiter.record_failure(parsed.lookup_id, instant)
+            self.limiter.record(parsed.lookup_id, instant)
             return Verification(Outcome.WRONG_SECRET, used_argon2=True)
         rehashed = None
         if self.hasher.needs_rehash(credential.secret_hash):

@@ -1,0 +1,1 @@
+"""The `tokenledger` command."""

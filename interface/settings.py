@@ -36,6 +36,8 @@ class Settings:
     failure_limit: int = 10
     failure_window_seconds: float = 60.0
     projection_interval_seconds: float = 0.5
+    trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
+    max_body_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +56,7 @@ class Settings:
             failure_limit=int(_number(env, "TOKENLEDGER_FAILED_ATTEMPTS_LIMIT", 10, integer=True)),
             failure_window_seconds=_number(env, "TOKENLEDGER_FAILED_ATTEMPTS_WINDOW_SECONDS", 60.0),
             projection_interval_seconds=_number(env, "TOKENLEDGER_PROJECTION_INTERVAL_SECONDS", 0.5),
+            trusted_proxies=frozenset(
+                p.strip() for p in env.get("TOKENLEDGER_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p.strip()
+            ),
         )

@@ -1,0 +1,82 @@
+"""Reading credentials from a request: Bearer, `token`, and HTTP Basic as git sends it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+TOKEN_PREFIX = "opat_"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredential:
+    value: str
+
+    def __repr__(self) -> str:
+        return "TokenCredential(<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCredential:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"PasswordCredential(username={self.username!r}, password=<hidden>)"
+
+
+Credential = TokenCredential | PasswordCredential
+
+
+def parse_authorization(header: str | None) -> Credential | None:
+    """`Bearer <value>`, `token <value>` (GitHub's form), or Basic.
+
+    With Basic, a password that looks like a token is a token, whatever the user name (what git
+    sends for https://x:<token>@host/repo.git); a token as the user name with an empty password
+    is accepted too, as some tools send it that way.
+    """
+    if not header:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    scheme = scheme.lower()
+    rest = rest.strip()
+    if scheme in ("bearer", "token"):
+        return TokenCredential(rest) if rest else None
+    if scheme != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    username, colon, password = decoded.partition(":")
+    if not colon:
+        return None
+    if password.startswith(TOKEN_PREFIX):
+        return TokenCredential(password)
+    if username.startswith(TOKEN_PREFIX) and not password:
+        return TokenCredential(username)
+    return PasswordCredential(username, password)
+
+
+def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) -> str | None:
+    """The client's address; X-Forwarded-For is believed only when the peer is a trusted proxy."""
+    peer = connection.client.host if connection.client else None
+    if peer in trusted_proxies:
+        forwarded = connection.headers.get("x-forwarded-for")
+        if forwarded:
+            candidate = forwarded.split(",")[0].strip()
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                return peer
+        real = connection.headers.get("x-real-ip")
+        if real:
+            try:
+                return str(ipaddress.ip_address(real.strip()))
+            except ValueError:
+                return peer
+    return peer

@@ -1,0 +1,101 @@
+"""Who is calling: the dependencies every route uses, as Annotated aliases."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from application.ledger import Actor, Ledger
+from application.verification import SlidingWindowLimiter, Verification
+from domain.account import Role
+from domain.errors import AuthenticationFailed
+from interface.http.credentials import PasswordCredential, TokenCredential, client_address, parse_authorization
+from interface.http.metrics import Metrics
+from interface.http.problems import Problem, unauthorized_headers
+from interface.wiring import Service
+
+
+@dataclass
+class HttpContext:
+    """What the routes share, built once per app by the composition root."""
+
+    service: Service
+    metrics: Metrics
+    trusted_proxies: frozenset[str]
+    login_limiter: SlidingWindowLimiter
+    revoke_limiter: SlidingWindowLimiter
+
+
+def context(request: Request) -> HttpContext:
+    return request.app.state.context
+
+
+def ledger(request: Request) -> Ledger:
+    return request.app.state.context.service.ledger
+
+
+Context = Annotated[HttpContext, Depends(context)]
+LedgerDep = Annotated[Ledger, Depends(ledger)]
+
+
+class Unauthorized(Problem):
+    def __init__(self, detail: str, error: str | None = None) -> None:
+        super().__init__(
+            401, "Authentication required", detail, slug="unauthorized", headers=unauthorized_headers(error)
+        )
+
+
+def current_account(request: Request, ctx: Context) -> Actor:
+    """An account, by HTTP Basic username:password (or the web session, see the pages)."""
+    session_actor = getattr(request.state, "session_actor", None)
+    if session_actor is not None:
+        return session_actor
+    credential = parse_authorization(request.headers.get("authorization"))
+    if not isinstance(credential, PasswordCredential):
+        raise Unauthorized("sign in with HTTP Basic as an account (username and password)")
+    key = f"{credential.username.lower()}|{client_address(request, ctx.trusted_proxies)}"
+    now = time.monotonic()
+    if ctx.login_limiter.is_blocked(key, now):
+        raise Problem(
+            429,
+            "Too many attempts",
+            "too many failed sign-ins; wait a minute and try again",
+            headers={"Retry-After": "60"},
+        )
+    try:
+        return ctx.service.ledger.authenticate(credential.username, credential.password)
+    except AuthenticationFailed:
+        ctx.login_limiter.record(key, now)
+        raise Unauthorized("wrong username or password") from None
+
+
+def current_token(request: Request, ctx: Context) -> Verification:
+    """A valid token, by Bearer, `token`, or HTTP Basic with the value as password. Counts as a use."""
+    credential = parse_authorization(request.headers.get("authorization"))
+    if not isinstance(credential, TokenCredential):
+        raise Unauthorized("send a token as `Authorization: Bearer <token>`")
+    ledger = ctx.service.ledger
+    result = ledger.verify(credential.value)
+    ctx.metrics.verifications.labels(result.outcome.value).inc()
+    if not result.ok:
+        raise Unauthorized("the token is malformed, unknown, expired or revoked", error="invalid_token")
+    ledger.record_use(
+        result,
+        address=client_address(request, ctx.trusted_proxies),
+        user_agent=request.headers.get("user-agent"),
+    )
+    return result
+
+
+def service_caller(actor: Annotated[Actor, Depends(current_account)]) -> Actor:
+    if actor.role not in (Role.SERVICE, Role.ADMIN):
+        raise Problem(403, "Permission denied", "introspection is for service and admin accounts")
+    return actor
+
+
+CurrentAccount = Annotated[Actor, Depends(current_account)]
+CurrentToken = Annotated[Verification, Depends(current_token)]
+ServiceCaller = Annotated[Actor, Depends(service_caller)]

@@ -1,0 +1,143 @@
+"""RFC 9457 problem documents: the one place that maps errors to HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+
+log = logging.getLogger("tokenledger.http")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://outpost.dev/problems/"
+
+
+class Problem(Exception):
+    """An HTTP error raised by the interface itself (not by the domain)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug or title.lower().replace(" ", "-")
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    extra: dict[str, Any] | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (slug or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    response = JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    for name, value in headers or []:
+        response.headers.append(name, value)
+    return response
+
+
+BASIC_CHALLENGE = 'Basic realm="Outpost", charset="UTF-8"'
+
+
+def unauthorized_headers(error: str | None = "invalid_token", scope: str | None = None) -> list[tuple[str, str]]:
+    """RFC 6750 / RFC 7617 challenges: Bearer (with an error when a credential was sent) and Basic."""
+    bearer = 'Bearer realm="Outpost"'
+    if error:
+        bearer += f', error="{error}"'
+    if scope:
+        bearer += f', scope="{scope}"'
+    return [("WWW-Authenticate", bearer), ("WWW-Authenticate", BASIC_CHALLENGE)]
+
+
+def _status_for(error: DomainError) -> int:
+    if isinstance(error, ValidationError):
+        return 422
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, PermissionDenied):
+        return 403
+    if isinstance(error, AuthenticationFailed):
+        return 401
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, error: DomainError) -> JSONResponse:
+        status = _status_for(error)
+        extra = None
+        if isinstance(error, ValidationError):
+            extra = {"errors": [{"field": error.field, "detail": error.detail}]}
+        headers = unauthorized_headers(error=None) if status == 401 else None
+        return problem_response(status, error.title, str(error), headers=headers, extra=extra)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, error: Problem) -> JSONResponse:
+        return problem_response(
+            error.status, error.title, error.detail, slug=error.slug, headers=error.headers, extra=error.extra
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in error.errors():
+            if item.get("type") == "json_invalid":
+                errors.append({"field": "body", "detail": "the body is not valid JSON"})
+                continue
+            location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
+            errors.append({"field": ".".join(location) or "body", "detail": item.get("msg", "invalid")})
+        detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "the request is not valid"
+        return problem_response(422, "Request not valid", detail, slug="validation", extra={"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
+        title = titles.get(error.status_code, "HTTP error")
+        detail = error.detail if isinstance(error.detail, str) else title
+        return problem_response(error.status_code, title, detail, headers=dict(error.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # No details: an unexpected error's text could carry anything. The log has the traceback.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error", "the server failed to handle this request")

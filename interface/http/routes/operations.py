@@ -1,0 +1,32 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from interface.http.dependencies import Context
+from interface.http.problems import problem_response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the read models have caught up with the event log")
+def readyz(ctx: Context) -> Response:
+    lag = ctx.service.projections.lag()
+    ctx.metrics.projection_lag.set(lag)
+    if lag:
+        return problem_response(503, "Not ready", f"read models are {lag} events behind", slug="not-ready")
+    return Response('{"status":"ready"}', media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def metrics(ctx: Context) -> Response:
+    ctx.metrics.projection_lag.set(ctx.service.projections.lag())
+    ctx.metrics.usage_queue.set(ctx.service.ledger.usage.queue_depth)
+    body, content_type = ctx.metrics.render()
+    return Response(body, media_type=content_type)

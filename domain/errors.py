@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 
 class DomainError(Exception):
     """Base class of every error the domain and the application raise on purpose."""
@@ -50,7 +52,8 @@ class TokenNotFound(NotFound):
     title = "Token not found"
 
     def __init__(self, token_id: object) -> None:
-        super().__init__(f"no token with id {token_id}")
+        # Only a well-formed id is echoed: anything else may be a value pasted in the wrong place.
+        super().__init__(f"no token with id {token_id}" if isinstance(token_id, uuid.UUID) else "no such token")
         self.token_id = token_id
 
 

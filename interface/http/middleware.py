@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.token_format import TOKEN_RE
 from interface.http.problems import problem_response
 
 access_log = logging.getLogger("tokenledger.access")
@@ -42,13 +43,18 @@ class AccessLog:
                 json.dumps(
                     {
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": redact(scope["path"]),
                         "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 3),
                         "client": client[0] if client else None,
                     }
                 )
             )
+
+
+def redact(text: str) -> str:
+    """A token pasted into a URL path must not reach the log either."""
+    return TOKEN_RE.sub("opat_[redacted]", text) if "opat_" in text else text
 
 
 class BodyTooLarge(Exception):

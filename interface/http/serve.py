@@ -6,6 +6,7 @@ import logging.config
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -57,6 +58,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_level: st
     if workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="tokenledger-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # uvicorn shuts down gracefully on SIGTERM (the lifespan flushes pending usage) and then
+    # re-raises the signal to whatever handler was there before it; this one makes that a
+    # clean exit with status 0, as service managers expect.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "interface.http.app:app_from_environment",

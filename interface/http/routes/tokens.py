@@ -20,7 +20,7 @@ def parse_token_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise TokenNotFound(text) from None
+        raise TokenNotFound(text) from None  # not echoed: see TokenNotFound
 
 
 @router.post("", status_code=201, response_model=TokenCreated, summary="Create a token")

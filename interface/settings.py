@@ -38,6 +38,9 @@ class Settings:
     projection_interval_seconds: float = 0.5
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
     max_body_bytes: int = 64 * 1024
+    # Two bare endpoints (FastAPI and Starlette, each answering 204) that the benchmarks
+    # compare the hot path with, on the same server in the same run. Off in production.
+    bench_endpoints: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +59,7 @@ class Settings:
             failure_limit=int(_number(env, "TOKENLEDGER_FAILED_ATTEMPTS_LIMIT", 10, integer=True)),
             failure_window_seconds=_number(env, "TOKENLEDGER_FAILED_ATTEMPTS_WINDOW_SECONDS", 60.0),
             projection_interval_seconds=_number(env, "TOKENLEDGER_PROJECTION_INTERVAL_SECONDS", 0.5),
+            bench_endpoints=env.get("TOKENLEDGER_BENCH_ENDPOINTS", "") == "1",
             trusted_proxies=frozenset(
                 p.strip() for p in env.get("TOKENLEDGER_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p.strip()
             ),

@@ -11,7 +11,7 @@ from domain.ports import Clock, SecretHasher
 from interface.settings import Settings
 from projections.database import Database
 from projections.projectors import ALL_PROJECTORS
-from projections.queries import SqlReadModels
+from projections.queries import CredentialReader, SqlReadModels
 from projections.runner import ProjectionRunner
 
 
@@ -28,6 +28,7 @@ class Service:
         self.ledger.close()
         self.projections.engine.dispose()
         self.read_models.engine.dispose()
+        self.read_models.credentials.close()
 
     def __enter__(self) -> Service:
         return self
@@ -39,7 +40,7 @@ class Service:
 def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHasher | None = None) -> Service:
     database = Database.parse(settings.database_url)
     runner = ProjectionRunner(database.engine(writer=True), [p() for p in ALL_PROJECTORS])
-    read_models = SqlReadModels(database.engine(writer=False))
+    read_models = SqlReadModels(database.engine(writer=False), CredentialReader(database))
     ledger = Ledger(
         database.eventsourcing_env()
         | {"AGGREGATE_CACHE_MAXSIZE": "10000", "AGGREGATE_CACHE_FASTFORWARD": "y"},

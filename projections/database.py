@@ -65,6 +65,10 @@ class Database:
             "POSTGRES_LOCK_TIMEOUT": "10",
         }
 
+    def psycopg_conninfo(self) -> str:
+        parts = urlsplit(self.url)
+        return parts._replace(scheme="postgresql").geturl()
+
     def sqlalchemy_url(self) -> str:
         if self.is_sqlite:
             return self.url

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+import psycopg
 
 from sqlalchemy import Engine, Row, func, select
 
 from domain.views import AccountRecord, Credential, HistoryEntry, TokenRecord
 from projections import schema
+from projections.database import Database
 
 _t = schema.tokens
 _u = schema.last_used
@@ -51,27 +57,81 @@ def _token_record(row: Row[Any]) -> TokenRecord:
     )
 
 
-class SqlReadModels:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+class CredentialReader:
+    """The verification read, on a raw DB-API connection per thread.
+
+    It runs on every request, so it skips what SQLAlchemy adds (pool checkout, transaction
+    events, result processing): about 170 microseconds on SQLite, against a few for the read
+    itself. Autocommit: each read is its own statement and sees every committed revocation.
+    """
+
+    _SQL = "SELECT id, owner, name, scopes, expires_at, revoked_at, secret_hash FROM rm_tokens WHERE lookup_id = {}"
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._opened_lock = threading.Lock()
+        self._sql = self._SQL.format("?" if database.is_sqlite else "%s")
+
+    def _connect(self) -> Any:
+        if self.database.is_sqlite:
+            conn = sqlite3.connect(
+                str(self.database.sqlite_path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            conn = psycopg.connect(self.database.psycopg_conninfo(), autocommit=True)
+        with self._opened_lock:
+            self._opened.append(conn)
+        return conn
+
+    def _execute(self, lookup_id: str) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        try:
+            return conn.execute(self._sql, (lookup_id,)).fetchone()
+        except (sqlite3.Error, psycopg.Error):
+            # A broken connection (server restart): reconnect once, then let errors through.
+            self._local.conn = None
+            conn.close()
+            conn = self._local.conn = self._connect()
+            return conn.execute(self._sql, (lookup_id,)).fetchone()
 
     def credential(self, lookup_id: str) -> Credential | None:
-        query = select(
-            _t.c.id, _t.c.owner, _t.c.name, _t.c.scopes, _t.c.expires_at, _t.c.revoked_at, _t.c.secret_hash
-        ).where(_t.c.lookup_id == lookup_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+        row = self._execute(lookup_id)
         if row is None:
             return None
+        token_id, owner, name, scopes, expires_at, revoked_at, secret_hash = row
+        if self.database.is_sqlite:  # SQLite keeps UUIDs as hex text and datetimes as naive UTC text
+            token_id = uuid.UUID(token_id)
+            expires_at = datetime.fromisoformat(expires_at).replace(tzinfo=UTC) if expires_at else None
         return Credential(
-            token_id=row.id,
-            owner=row.owner,
-            name=row.name,
-            scopes=row.scopes.split(),
-            expires_at=row.expires_at,
-            revoked=row.revoked_at is not None,
-            secret_hash=row.secret_hash,
+            token_id=token_id,
+            owner=owner,
+            name=name,
+            scopes=scopes.split(),
+            expires_at=expires_at,
+            revoked=revoked_at is not None,
+            secret_hash=secret_hash,
         )
+
+    def close(self) -> None:
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
+
+
+class SqlReadModels:
+    def __init__(self, engine: Engine, credentials: CredentialReader) -> None:
+        self.engine = engine
+        self.credentials = credentials
+
+    def credential(self, lookup_id: str) -> Credential | None:
+        return self.credentials.credential(lookup_id)
 
     def token(self, token_id: uuid.UUID) -> TokenRecord | None:
         with self.engine.connect() as conn:

@@ -102,9 +102,25 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
     app.include_router(services.router)
     app.include_router(operations.router)
     _document_hot_path(app)
+    if settings.bench_endpoints:
+        _add_bench_endpoints(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     return app
+
+
+def _add_bench_endpoints(app: FastAPI) -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    @app.get("/bench/bare-fastapi", status_code=204, response_class=Response, include_in_schema=False)
+    async def bare_fastapi() -> None:
+        return None
+
+    async def bare_starlette(request: Request) -> Response:
+        return Response(status_code=204)
+
+    app.add_route("/bench/bare-starlette", bare_starlette, ["GET"])
 
 
 def _document_hot_path(app: FastAPI) -> None:

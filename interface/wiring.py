@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from application.audit import Audit
 from application.clock import SystemClock
 from application.hashing import Argon2Hasher
 from application.ledger import Ledger
 from domain.ports import Clock, SecretHasher
 from interface.settings import Settings
+from projections.audit_queries import SqlAuditQueries
 from projections.database import Database
 from projections.projectors import ALL_PROJECTORS
 from projections.queries import CredentialReader, SqlReadModels
@@ -22,6 +24,7 @@ class Service:
     ledger: Ledger
     projections: ProjectionRunner
     read_models: SqlReadModels
+    audit: Audit
 
     def close(self) -> None:
         self.projections.stop()
@@ -55,4 +58,5 @@ def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHashe
     runner.bind(ledger.recorder, ledger.mapper)
     runner.create_tables()
     runner.catch_up()
-    return Service(settings, database, ledger, runner, read_models)
+    audit = Audit(ledger, SqlAuditQueries(read_models.engine, read_models))
+    return Service(settings, database, ledger, runner, read_models, audit)

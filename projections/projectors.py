@@ -1,4 +1,4 @@
-"""Projectors: each turns a batch of (position, event) pairs into rows of its own tables.
+"""Projectors: each turns a batch of (position, event, notification) items into rows of its own tables.
 
 A projector only reads its own tables, so each can be dropped and rebuilt alone. Batches are
 applied with executemany where the rows are independent, which is what makes catch-up and
@@ -10,16 +10,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Table, insert, select, update
 
 from domain.account import Account
+from domain.integrity import GENESIS, link
 from domain.token import Token
 from projections import schema
 
 Event = Any
-Batch = Sequence[tuple[int, Event]]
+
+
+class Item(NamedTuple):
+    position: int
+    event: Event
+    notification: Any  # the stored form, for projectors that hash what is stored
+
+
+Batch = Sequence[Item]
 
 
 class Projector(Protocol):
@@ -36,13 +45,13 @@ class TokensProjector:
     tables: ClassVar[list[Table]] = [schema.tokens]
 
     def apply(self, conn: Connection, batch: Batch) -> None:
-        created = [_created_row(e) for _, e in batch if type(e) is Token.Created]
+        created = [_created_row(e) for _, e, _ in batch if type(e) is Token.Created]
         # Later events of a token created in this same batch must see its row: insert first,
         # then apply the rest in order.
         if created:
             conn.execute(insert(schema.tokens), created)
         t = schema.tokens
-        for _, e in batch:
+        for _, e, _ in batch:
             kind = type(e)
             if kind is Token.Regenerated:
                 values = {
@@ -82,7 +91,7 @@ class LastUsedProjector:
 
     def apply(self, conn: Connection, batch: Batch) -> None:
         merged: dict[uuid.UUID, dict[str, Any]] = {}
-        for _, e in batch:
+        for _, e, _ in batch:
             if type(e) is not Token.Used:
                 continue
             row = merged.get(e.originator_id)
@@ -132,7 +141,7 @@ class AccountsProjector:
 
     def apply(self, conn: Connection, batch: Batch) -> None:
         t = schema.accounts
-        for _, e in batch:
+        for _, e, _ in batch:
             kind = type(e)
             if kind is Account.Registered:
                 conn.execute(
@@ -167,7 +176,7 @@ class AuditProjector:
     def apply(self, conn: Connection, batch: Batch) -> None:
         names: dict[uuid.UUID, tuple[str, str]] = {}
         rows = []
-        for position, e in batch:
+        for position, e, _ in batch:
             kind = type(e)
             if kind in self._token_kinds:
                 if kind is Token.Created:
@@ -185,6 +194,7 @@ class AuditProjector:
                         "owner": owner,
                         "actor": getattr(e, "actor", None),
                         "details": token_details(e),
+                        **_typed_columns(e),
                     }
                 )
             elif kind in self._account_kinds:
@@ -204,6 +214,10 @@ class AuditProjector:
                         "owner": username,
                         "actor": getattr(e, "actor", username),
                         "details": account_details(e),
+                        "scopes": None,
+                        "expires_at": None,
+                        "used_first": None,
+                        "used_last": None,
                     }
                 )
         if rows:
@@ -220,6 +234,97 @@ class AuditProjector:
             .limit(1)
         ).first()
         return (row.owner or "", row.token_name or "") if row else ("", "")
+
+
+def _typed_columns(e: Event) -> dict[str, Any]:
+    kind = type(e)
+    return {
+        "scopes": " ".join(e.scopes) if kind in (Token.Created, Token.Used) else None,
+        "expires_at": e.expires_at if kind in (Token.Created, Token.Regenerated) else None,
+        "used_first": e.first_used_at if kind is Token.Used else None,
+        "used_last": e.last_used_at if kind is Token.Used else None,
+    }
+
+
+class UsageSummaryProjector:
+    """rm_token_clients and rm_token_scopes: which clients used each token and when each scope
+    was last exercised, merged from `Used` events."""
+
+    name = "usage_summary"
+    tables: ClassVar[list[Table]] = [schema.token_clients, schema.token_scopes]
+
+    def apply(self, conn: Connection, batch: Batch) -> None:
+        clients: dict[tuple[uuid.UUID, str], list[Any]] = {}
+        scopes: dict[tuple[uuid.UUID, str], list[Any]] = {}
+        for _, e, _ in batch:
+            if type(e) is not Token.Used:
+                continue
+            for address in e.addresses:
+                _widen(clients, (e.originator_id, address), e.first_used_at, e.last_used_at, 1)
+            for scope in e.scopes:
+                _widen(scopes, (e.originator_id, scope), e.first_used_at, e.last_used_at, 0)
+        self._merge(conn, schema.token_clients, "address", ("first_seen", "last_seen", "windows"), clients)
+        self._merge(conn, schema.token_scopes, "scope", ("first_exercised", "last_exercised", None), scopes)
+
+    @staticmethod
+    def _merge(
+        conn: Connection,
+        table: Table,
+        key: str,
+        columns: tuple[str, str, str | None],
+        rows: dict[tuple[uuid.UUID, str], list[Any]],
+    ) -> None:
+        if not rows:
+            return
+        first, last, count = columns
+        token_ids = list({token_id for token_id, _ in rows})
+        existing = {
+            (r.token_id, getattr(r, key)): r
+            for r in conn.execute(select(table).where(table.c.token_id.in_(token_ids)))
+        }
+        inserts = []
+        for (token_id, value), (lo, hi, n) in rows.items():
+            old = existing.get((token_id, value))
+            values = {first: lo, last: hi} | ({count: n} if count else {})
+            if old is None:
+                inserts.append({"token_id": token_id, key: value, **values})
+                continue
+            values[first] = min(lo, getattr(old, first))
+            values[last] = max(hi, getattr(old, last))
+            if count:
+                values[count] = n + getattr(old, count)
+            conn.execute(
+                update(table).where(table.c.token_id == token_id).where(table.c[key] == value).values(**values)
+            )
+        if inserts:
+            conn.execute(insert(table), inserts)
+
+
+def _widen(rows: dict[Any, list[Any]], key: Any, first: datetime, last: datetime, count: int) -> None:
+    row = rows.get(key)
+    if row is None:
+        rows[key] = [first, last, count]
+    else:
+        row[0] = min(row[0], first)
+        row[1] = max(row[1], last)
+        row[2] += count
+
+
+class ChainProjector:
+    """rm_chain: the hash chain over every stored event (see domain.integrity)."""
+
+    name = "chain"
+    tables: ClassVar[list[Table]] = [schema.chain]
+
+    def apply(self, conn: Connection, batch: Batch) -> None:
+        c = schema.chain
+        previous = conn.execute(select(c.c.digest).order_by(c.c.position.desc()).limit(1)).scalar() or GENESIS
+        rows = []
+        for position, _, n in batch:
+            previous = link(previous, position, n.originator_id, n.originator_version, n.topic, n.state)
+            rows.append({"position": position, "digest": previous})
+        if rows:
+            conn.execute(insert(c), rows)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -255,4 +360,11 @@ def account_details(e: Event) -> dict[str, Any]:
     return {}
 
 
-ALL_PROJECTORS: tuple[type, ...] = (TokensProjector, LastUsedProjector, AuditProjector, AccountsProjector)
+ALL_PROJECTORS: tuple[type, ...] = (
+    TokensProjector,
+    LastUsedProjector,
+    AuditProjector,
+    AccountsProjector,
+    UsageSummaryProjector,
+    ChainProjector,
+)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-
 from sqlalchemy import Engine, Row, func, select
 
 from domain.views import AccountRecord, Credential, HistoryEntry, TokenRecord

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from projections import schema
-from projections.projectors import Projector
+from projections.projectors import Item, Projector
 
 log = logging.getLogger("tokenledger.projections")
 
@@ -66,8 +66,19 @@ class ProjectionRunner:
         self.mapper = mapper
 
     def create_tables(self) -> None:
+        """Create the read-model tables; if they were made by another schema version, drop them
+        and start again from position 0 (catch-up then rebuilds them from the log)."""
         with self.engine.begin() as conn:
             self._lock_writers(conn)
+            schema.metadata.create_all(conn, tables=[schema.schema_version])
+            stored = conn.execute(select(schema.schema_version.c.version)).scalar()
+            if stored != schema.SCHEMA_VERSION:
+                if stored is not None:
+                    log.warning("read-model schema %s -> %s: rebuilding from the log", stored, schema.SCHEMA_VERSION)
+                tables = [t for t in schema.metadata.sorted_tables if t is not schema.schema_version]
+                schema.metadata.drop_all(conn, tables=tables)
+                conn.execute(delete(schema.schema_version))
+                conn.execute(insert(schema.schema_version).values(version=schema.SCHEMA_VERSION))
             schema.metadata.create_all(conn)
             known = set(conn.execute(select(schema.positions.c.name)).scalars())
             missing = [{"name": p.name, "position": 0} for p in self.projectors if p.name not in known]
@@ -107,11 +118,11 @@ class ProjectionRunner:
             if not notifications:
                 self._caught_up_to = max(self._caught_up_to, start)
                 return 0, start
-            events = [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
+            events = [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications]
             last = notifications[-1].id
             for projector in self.projectors:
                 done = positions.get(projector.name, 0)
-                todo = [pair for pair in events if pair[0] > done]
+                todo = [item for item in events if item.position > done]
                 if todo:
                     projector.apply(conn, todo)
                     conn.execute(
@@ -171,7 +182,7 @@ class ProjectionRunner:
                 )
                 if not notifications:
                     break
-                projector.apply(conn, [(n.id, self.mapper.to_domain_event(n)) for n in notifications])
+                projector.apply(conn, [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications])
                 last = notifications[-1].id
                 total += len(notifications)
                 if progress:

@@ -14,7 +14,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     TypeDecorator,
     Uuid,
 )
@@ -40,7 +39,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Bump whenever a table below changes: on start-up, read models of another version are
+# dropped and rebuilt from the event log (the event log itself never changes shape).
+SCHEMA_VERSION = 2
+
 metadata = MetaData()
+
+schema_version = Table(
+    "projection_schema",
+    metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+)
 
 positions = Table(
     "projection_positions",
@@ -91,10 +100,46 @@ audit = Table(
     Column("owner", String(64)),
     Column("actor", String(200)),
     Column("details", JSON, nullable=False),
+    # Typed copies of what the point-in-time, exposure and report queries filter on.
+    Column("scopes", String(200)),  # Created: granted; Used: exercised
+    Column("expires_at", UTCDateTime),  # Created, Regenerated
+    Column("used_first", UTCDateTime),  # Used
+    Column("used_last", UTCDateTime),  # Used
     Index("ix_rm_audit_subject", "subject_id", "position"),
     Index("ix_rm_audit_owner", "owner", "position"),
     Index("ix_rm_audit_type", "event_type", "position"),
     Index("ix_rm_audit_at", "at"),
+    Index("ix_rm_audit_used_last", "event_type", "used_last"),
+)
+
+# Distinct clients per token and when each scope was last exercised: small tables that let
+# the compliance report run in time proportional to the number of tokens, not of events.
+token_clients = Table(
+    "rm_token_clients",
+    metadata,
+    Column("token_id", Uuid, primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("windows", BigInteger, nullable=False),  # usage windows (Used events) it appeared in
+)
+
+token_scopes = Table(
+    "rm_token_scopes",
+    metadata,
+    Column("token_id", Uuid, primary_key=True),
+    Column("scope", String(32), primary_key=True),
+    Column("first_exercised", UTCDateTime, nullable=False),
+    Column("last_exercised", UTCDateTime, nullable=False),
+)
+
+# The hash chain over the notification log (tamper evidence): each digest covers the previous
+# digest and the stored event at that position.
+chain = Table(
+    "rm_chain",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),
 )
 
 accounts = Table(

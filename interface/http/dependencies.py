@@ -12,7 +12,12 @@ from application.ledger import Actor, Ledger
 from application.verification import SlidingWindowLimiter, Verification
 from domain.account import Role
 from domain.errors import AuthenticationFailed
-from interface.http.credentials import PasswordCredential, TokenCredential, client_address, parse_authorization
+from interface.http.credentials import (
+    PasswordCredential,
+    TokenCredential,
+    client_address,
+    parse_authorization,
+)
 from interface.http.metrics import Metrics
 from interface.http.problems import Problem, unauthorized_headers
 from interface.wiring import Service

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, Response
 
 from domain.errors import TokenNotFound
 from interface.http.dependencies import CurrentAccount, LedgerDep
-from interface.http.schemas import RevokeAll, RevokedCount, TokenCreate, TokenCreated, TokenEvent, TokenPublic, TokenRegenerate
+from interface.http.schemas import (
+    RevokeAll,
+    RevokedCount,
+    TokenCreate,
+    TokenCreated,
+    TokenEvent,
+    TokenPublic,
+    TokenRegenerate,
+)
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 

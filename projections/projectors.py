@@ -212,7 +212,7 @@ class AuditProjector:
                         "subject_id": e.originator_id,
                         "token_name": None,
                         "owner": username,
-                        "actor": getattr(e, "actor", username),
+                        "actor": getattr(e, "actor", None),
                         "details": account_details(e),
                         "scopes": None,
                         "expires_at": None,

@@ -6,73 +6,21 @@ the actor `cli:<operating-system user>`.
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from application.ledger import Actor
 from domain.account import Role
-from domain.errors import DomainError
 from domain.expiry import parse_cli_expiry
 from domain.scopes import DESCRIPTIONS, Scope
-from interface.cli.output import err, history_table, out, print_json, record_json, token_table, when
+from interface.cli.audit import audit, report
+from interface.cli.common import Instant, clean_errors, fail, open_service, operator, parse_id
+from interface.cli.output import err, out, print_json, record_json, token_table, when
 from interface.settings import Settings, SettingsError
-from interface.wiring import Service, build
-from projections.database import DatabaseUrlError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def operator() -> Actor:
-    return Actor(username=f"cli:{getpass.getuser()}", role=Role.ADMIN)
-
-
-@contextmanager
-def open_service(ctx: click.Context) -> Iterator[Service]:
-    settings: Settings = ctx.obj
-    service = build(settings)
-    try:
-        yield service
-    finally:
-        service.close()
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    sys.exit(code)
-
-
-def clean_errors(func: F) -> F:
-    """One clear line and a non-zero exit for every expected failure; never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DomainError as error:
-            fail(str(error))
-        except (DatabaseUrlError, SettingsError) as error:
-            fail(str(error), code=2)
-        except KeyError as error:
-            fail(str(error.args[0]) if error.args else "not found")
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_id(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a token id (a UUID)") from None
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -238,19 +186,15 @@ def tokens_revoke(ctx: click.Context, token_id: str) -> None:
 @click.option("--all-owners", is_flag=True, help="Revoke the tokens of every owner.")
 @click.option(
     "--issued-before",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    type=Instant(),
     help="Only values issued (created or regenerated) before this instant (UTC unless a zone is given).",
 )
 @click.pass_context
 @clean_errors
 def tokens_revoke_all(ctx: click.Context, owner: str | None, all_owners: bool, issued_before: Any) -> None:
     """Bulk revoke, e.g. after a compromise."""
-    from datetime import UTC
-
     if bool(owner) == all_owners:
         raise click.UsageError("give exactly one of --owner NAME or --all-owners")
-    if issued_before is not None and issued_before.tzinfo is None:
-        issued_before = issued_before.replace(tzinfo=UTC)
     with open_service(ctx) as service:
         count = service.ledger.revoke_all(
             operator(), owner=owner, all_owners=all_owners, issued_before=issued_before, source="cli"
@@ -278,34 +222,6 @@ def tokens_verify(ctx: click.Context, scope: str | None) -> None:
     reason = "insufficient_scope" if result.ok else result.outcome.value
     err.print(f"invalid: {reason}")
     sys.exit(1)
-
-
-# Audit -------------------------------------------------------------------------------------
-
-
-@cli.group()
-def audit() -> None:
-    """The history of every token."""
-
-
-@audit.command("history")
-@click.argument("token_id")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@clean_errors
-def audit_history(ctx: click.Context, token_id: str, as_json: bool) -> None:
-    """Every event of one token, in order."""
-    with open_service(ctx) as service:
-        entries = service.ledger.history(operator(), parse_id(token_id))
-    if as_json:
-        print_json(
-            [
-                {"position": e.position, "at": e.at.isoformat(), "event": e.event_type, "actor": e.actor, **e.details}
-                for e in entries
-            ]
-        )
-    else:
-        out.print(history_table(entries))
 
 
 # Projections -------------------------------------------------------------------------------
@@ -350,6 +266,10 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
                 runner.rebuild(name, progress=lambda _read, last, task=task: bar.update(task, completed=last))
                 bar.update(task, completed=head)
     out.print(f"rebuilt {', '.join(chosen)} up to position {head}")
+
+
+cli.add_command(audit)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from domain.views import HistoryEntry, TokenRecord
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output is read by people too (and by tests): give tables room rather than rich's 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def when(value: datetime | None, *, never: str = "never") -> str:

@@ -14,7 +14,7 @@ from interface.http.dependencies import HttpContext
 from interface.http.hotpath import make_auth_check
 from interface.http.metrics import Metrics
 from interface.http.middleware import AccessLog, BodySizeLimit
-from interface.http.routes import operations, services, token_auth, tokens
+from interface.http.routes import audit, operations, services, token_auth, tokens
 from interface.settings import Settings
 from interface.wiring import Service, build
 
@@ -100,6 +100,7 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
     app.include_router(token_auth.router)
     app.include_router(tokens.router)
     app.include_router(services.router)
+    app.include_router(audit.router)
     app.include_router(operations.router)
     _document_hot_path(app)
     if settings.bench_endpoints:

@@ -101,6 +101,20 @@ def service_caller(actor: Annotated[Actor, Depends(current_account)]) -> Actor:
     return actor
 
 
+def auditor_or_account(request: Request, ctx: Context) -> Actor:
+    """An account (Basic or session), or a token; a token acts for its owner, and counts as an
+    admin only when it grants admin:org."""
+    credential = parse_authorization(request.headers.get("authorization"))
+    if isinstance(credential, TokenCredential):
+        verified = current_token(request, ctx)
+        token = verified.token
+        assert token is not None
+        owner = ctx.service.ledger.account(token.owner)
+        return Actor(username=token.owner, role=Role(owner.role), via_token=token.token_id, scopes=token.scopes)
+    return current_account(request, ctx)
+
+
 CurrentAccount = Annotated[Actor, Depends(current_account)]
+AuditActor = Annotated[Actor, Depends(auditor_or_account)]
 CurrentToken = Annotated[Verification, Depends(current_token)]
 ServiceCaller = Annotated[Actor, Depends(service_caller)]

@@ -182,6 +182,10 @@ class Ledger(Application[uuid.UUID]):
         account = self._account(username)
         return AccountRecord(username=account.username, role=account.role.value, created_at=account.created_on)
 
+    def session_account(self, username: str) -> Account:
+        """The account behind a web session, with its password hash to check the session against."""
+        return self._account(username)
+
     def accounts(self) -> Sequence[AccountRecord]:
         return self.read.accounts()
 
@@ -412,7 +416,9 @@ class Ledger(Application[uuid.UUID]):
 
     def tokens(self, actor: Actor, *, owner: str | None = None, state: str = "active") -> list[TokenRecord]:
         wanted = _parse_state(state)
-        scope_owner = None if (owner == "*" and actor.is_admin) else self._owner_for(actor, owner)
+        if owner == "*" and not actor.is_admin:
+            raise PermissionDenied("only an admin may list every owner's tokens")
+        scope_owner = None if owner == "*" else self._owner_for(actor, owner)
         now = self.clock.now()
         return [r for r in self.read.tokens(scope_owner) if wanted is None or r.state(now) is wanted]
 

@@ -28,6 +28,15 @@ def _number(env: Mapping[str, str], key: str, default: float, *, integer: bool =
     return value
 
 
+def _session_key(text: str | None) -> bytes | None:
+    if not text:
+        return None
+    key = text.encode()
+    if len(key) < 32:
+        raise SettingsError("TOKENLEDGER_SESSION_KEY must be at least 32 characters")
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -41,6 +50,9 @@ class Settings:
     # Two bare endpoints (FastAPI and Starlette, each answering 204) that the benchmarks
     # compare the hot path with, on the same server in the same run. Off in production.
     bench_endpoints: bool = False
+    # Signs web session cookies and CSRF tokens. `serve` generates one per start when unset
+    # (shared by its workers); set it to keep sessions across restarts and hosts.
+    session_key: bytes | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +72,7 @@ class Settings:
             failure_window_seconds=_number(env, "TOKENLEDGER_FAILED_ATTEMPTS_WINDOW_SECONDS", 60.0),
             projection_interval_seconds=_number(env, "TOKENLEDGER_PROJECTION_INTERVAL_SECONDS", 0.5),
             bench_endpoints=env.get("TOKENLEDGER_BENCH_ENDPOINTS", "") == "1",
+            session_key=_session_key(env.get("TOKENLEDGER_SESSION_KEY")),
             trusted_proxies=frozenset(
                 p.strip() for p in env.get("TOKENLEDGER_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p.strip()
             ),

@@ -278,3 +278,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# registered by the scanner work
+from interface.cli import rotate, scan  # noqa: E402
+
+cli.add_command(scan.scan)
+cli.add_command(rotate.rotate_self)

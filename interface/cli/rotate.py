@@ -11,6 +11,7 @@ import click
 import httpx
 
 from domain import token_format
+from interface.cli.common import fail
 from interface.cli.output import err, when
 from interface.client import ApiError, Client, Token
 
@@ -56,8 +57,6 @@ class PrivateFile:
 
 
 def rotate(url: str, value: str) -> Token:
-    from interface.cli.main import fail  # main imports this module to register the command
-
     try:
         with Client(url, token=value) as client:
             rotated = client.rotate_self()
@@ -127,8 +126,6 @@ def rotate_self(url: str, token_env: str, from_stdin: bool, output: str | None) 
             target.commit(rotated.value + "\n")
         except OSError as error:
             target.discard()
-            from interface.cli.main import fail
-
             # Not printed instead: a value in a job log is a leak; a lost one only needs regenerating.
             fail(f"the token was rotated but {output} could not be written ({error.strerror}); regenerate it")
         err.print(f"wrote the new value to {output} (mode 0600)", markup=False, emoji=False)

@@ -23,6 +23,7 @@ import httpx
 from rich.table import Table
 
 from domain import token_format
+from interface.cli.common import fail
 from interface.cli.output import err, out
 from interface.client import ApiError, Client
 
@@ -502,19 +503,20 @@ def reported_table(reported: Sequence[Reported]) -> Table:
     return table
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def summary(findings: Sequence[Finding], tally: Tally, max_bytes: int) -> str:
-    values = len({f.value for f in findings})
-    places = len({f.path for f in findings})
-    head = (
-        f"found {len(findings)} token{'s' * (len(findings) != 1)} ({values} distinct) in {places} "
-        f"file{'s' * (places != 1)}"
-        if findings
-        else "no tokens found"
-    )
+    values, places = len({f.value for f in findings}), len({f.path for f in findings})
+    head = "no tokens found"
+    if findings:
+        head = f"found {_count(len(findings), 'token')} ({values} distinct) in {_count(places, 'file')}"
     return (
-        f"{head}; scanned {tally.files} files and {tally.blobs} git blobs; skipped {tally.binary} binary, "
-        f"{tally.large} larger than {max_bytes} bytes, {tally.unreadable} unreadable; "
-        f"ignored {tally.look_alikes} look-alikes with a bad checksum"
+        f"{head}; scanned {_count(tally.files, 'file')} and {_count(tally.blobs, 'git blob')}; "
+        f"skipped {tally.binary} binary, {tally.large} larger than {max_bytes} bytes, "
+        f"{tally.unreadable} unreadable; "
+        f"ignored {_count(tally.look_alikes, 'look-alike')} with a bad checksum"
     )
 
 
@@ -550,8 +552,6 @@ def scan(
 
     Only values with a valid checksum count. The output shows the lookup id, never a value.
     """
-    from interface.cli.main import fail  # main imports this module to register the command
-
     if report_url is not None and not re.match(r"https?://[^/\s]+", report_url):
         raise click.BadParameter("give the server's http:// or https:// address", param_hint="--report")
     paths = paths or (os.curdir,)

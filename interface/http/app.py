@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from application.verification import SlidingWindowLimiter
 from interface.http import problems
 from interface.http.dependencies import HttpContext
 from interface.http.hotpath import make_auth_check
 from interface.http.metrics import Metrics
-from interface.http.middleware import AccessLog, BodySizeLimit
+from interface.http.middleware import AccessLog, BodySizeLimit, SecurityHeaders
+from interface.http.pages import routes as pages
+from interface.http.pages.session import SessionSigner
 from interface.http.routes import audit, operations, services, token_auth, tokens
 from interface.settings import Settings
 from interface.wiring import Service, build
+
+STATIC = Path(__file__).parent / "pages" / "static"
 
 DESCRIPTION = """
 Personal access tokens for the Outpost platform: create them with a name, scopes and an expiry,
@@ -71,6 +78,7 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
         trusted_proxies=settings.trusted_proxies,
         login_limiter=SlidingWindowLimiter(limit=10, window_seconds=300),
         revoke_limiter=SlidingWindowLimiter(limit=30, window_seconds=60),
+        signer=SessionSigner(settings.session_key or secrets.token_bytes(32)),
     )
 
     @asynccontextmanager
@@ -95,17 +103,21 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
-    problems.install(app)
+    problems.install(app, html_page=pages.error_page)
     app.add_route("/api/v1/auth/check", make_auth_check(service.ledger, metrics, settings.trusted_proxies), ["GET"])
     app.include_router(token_auth.router)
     app.include_router(tokens.router)
     app.include_router(services.router)
     app.include_router(audit.router)
+    app.include_router(pages.router)
+    pages.install(app)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(operations.router)
     _document_hot_path(app)
     if settings.bench_endpoints:
         _add_bench_endpoints(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     return app
 

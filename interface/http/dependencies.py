@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from application.ledger import Actor, Ledger
 from application.verification import SlidingWindowLimiter, Verification
 from domain.account import Role
-from domain.errors import AuthenticationFailed
+from domain.errors import AuthenticationFailed, DomainError
 from interface.http.credentials import (
     PasswordCredential,
     TokenCredential,
@@ -19,6 +19,7 @@ from interface.http.credentials import (
     parse_authorization,
 )
 from interface.http.metrics import Metrics
+from interface.http.pages.session import SESSION_COOKIE, SessionSigner, password_fingerprint
 from interface.http.problems import Problem, unauthorized_headers
 from interface.wiring import Service
 
@@ -32,6 +33,7 @@ class HttpContext:
     trusted_proxies: frozenset[str]
     login_limiter: SlidingWindowLimiter
     revoke_limiter: SlidingWindowLimiter
+    signer: SessionSigner
 
 
 def context(request: Request) -> HttpContext:
@@ -55,10 +57,13 @@ class Unauthorized(Problem):
 
 def current_account(request: Request, ctx: Context) -> Actor:
     """An account, by HTTP Basic username:password (or the web session, see the pages)."""
-    session_actor = getattr(request.state, "session_actor", None)
-    if session_actor is not None:
-        return session_actor
     credential = parse_authorization(request.headers.get("authorization"))
+    if credential is None and request.method == "GET":
+        # The web pages' session works for reading the API (report downloads); changes through
+        # the API need real credentials, so a session cookie can never be used for a forged POST.
+        actor = session_actor(request, ctx)
+        if actor is not None:
+            return actor
     if not isinstance(credential, PasswordCredential):
         raise Unauthorized("sign in with HTTP Basic as an account (username and password)")
     key = f"{credential.username.lower()}|{client_address(request, ctx.trusted_proxies)}"
@@ -75,6 +80,19 @@ def current_account(request: Request, ctx: Context) -> Actor:
     except AuthenticationFailed:
         ctx.login_limiter.record(key, now)
         raise Unauthorized("wrong username or password") from None
+
+
+def session_actor(request: Request, ctx: HttpContext) -> Actor | None:
+    session = ctx.signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return None
+    try:
+        account = ctx.service.ledger.session_account(session.username)
+    except DomainError:
+        return None
+    if password_fingerprint(account.password_hash) != session.password_fingerprint:
+        return None
+    return Actor(username=account.username, role=account.role)
 
 
 def current_token(request: Request, ctx: Context) -> Verification:

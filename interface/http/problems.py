@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from domain.errors import (
     AuthenticationFailed,
@@ -101,10 +102,16 @@ def _status_for(error: DomainError) -> int:
     return 400
 
 
-def install(app: FastAPI) -> None:
+HtmlPage = Callable[[Request, int, str, str], Response]
+
+
+def install(app: FastAPI, html_page: HtmlPage | None = None) -> None:
+    """Problem documents for the API; `html_page` renders errors of the web pages."""
     @app.exception_handler(DomainError)
-    async def domain_error(request: Request, error: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, error: DomainError) -> Response:
         status = _status_for(error)
+        if not request.url.path.startswith("/api/") and html_page is not None:
+            return html_page(request, status, error.title, str(error))
         extra = None
         if isinstance(error, ValidationError):
             extra = {"errors": [{"field": error.field, "detail": error.detail}]}

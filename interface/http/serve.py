@@ -54,6 +54,8 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_level: st
     logging.config.dictConfig(log_config(log_level))
     prepare(settings)
     os.environ["TOKENLEDGER_DATABASE_URL"] = settings.database_url
+    # Workers must sign sessions with one key; without a configured one, make one for this run.
+    os.environ.setdefault("TOKENLEDGER_SESSION_KEY", secrets.token_urlsafe(48))
     metrics_dir = None
     if workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="tokenledger-metrics-")

@@ -53,7 +53,9 @@ class Audit:
     @staticmethod
     def require_auditor(actor: Actor) -> None:
         if not actor.is_admin:
-            raise PermissionDenied("the organisation's audit needs an admin account or a token with admin:org")
+            raise PermissionDenied(
+                "the organisation's audit needs an admin account or a token with admin:org"
+            )
 
     # The log -------------------------------------------------------------------------------
 
@@ -78,7 +80,9 @@ class Audit:
             owner = actor.username
         unknown = [t for t in event_types if t not in EVENT_TYPES]
         if unknown:
-            raise ValidationError("type", f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}")
+            raise ValidationError(
+                "type", f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}"
+            )
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", f"limit must be between 1 and {MAX_PAGE}")
         _check_range(since, until)
@@ -118,7 +122,9 @@ class Audit:
                     "revoke_reason": None,
                 }
             elif e.subject_id in state and e.event_type == "Regenerated":
-                state[e.subject_id].update(regenerated_at=e.at, expires_at=_parse(e.details.get("expires_at")))
+                state[e.subject_id].update(
+                    regenerated_at=e.at, expires_at=_parse(e.details.get("expires_at"))
+                )
             elif e.subject_id in state and e.event_type == "Revoked":
                 state[e.subject_id].update(revoked_at=e.at, revoke_reason=e.details.get("reason"))
         usage = self.queries.usage_until(instant)
@@ -198,7 +204,9 @@ class Audit:
         active = [t for t in self.queries.tokens() if t.state(now) is TokenState.ACTIVE]
         clients = self.queries.clients()
         scope_uses = self.queries.scope_uses()
-        findings = [f for t in active for f in assess(t, clients.get(t.id, []), scope_uses.get(t.id, []), now, policy)]
+        findings = [
+            f for t in active for f in assess(t, clients.get(t.id, []), scope_uses.get(t.id, []), now, policy)
+        ]
         return summarise(active, findings, now, policy)
 
     # Tamper evidence -----------------------------------------------------------------------
@@ -253,7 +261,9 @@ class Audit:
     def _notifications(self, batch: int) -> Iterator[Any]:
         last = 0
         while True:
-            page = self.ledger.recorder.select_notifications(start=last, limit=batch, inclusive_of_start=False)
+            page = self.ledger.recorder.select_notifications(
+                start=last, limit=batch, inclusive_of_start=False
+            )
             yield from page
             if len(page) < batch:
                 return
@@ -270,10 +280,11 @@ class Audit:
 
     # Export --------------------------------------------------------------------------------
 
-    def export(self, out: IO[str], *, progress: Progress | None = None, batch: int = 2000) -> tuple[int, str, int]:
+    def export(
+        self, out: IO[str], *, progress: Progress | None = None, batch: int = 2000
+    ) -> tuple[int, str, int]:
         """The whole log as JSON lines: a header, one line per stored event with its digest,
         and a trailer with the head. Returns (head position, head digest, events)."""
-        recorder = self.ledger.recorder
         now = self.ledger.clock.now()
         out.write(json.dumps({"format": EXPORT_FORMAT, "version": 1, "exported_at": now.isoformat()}) + "\n")
         previous, last, count = GENESIS, 0, 0
@@ -320,7 +331,9 @@ class Audit:
                     base64.b64decode(line["state"]),
                 )
             except (KeyError, ValueError, TypeError):
-                raise ValidationError("export", f"line after position {last} is not an export entry") from None
+                raise ValidationError(
+                    "export", f"line after position {last} is not an export entry"
+                ) from None
             if position <= last or recomputed != line.get("digest"):
                 return ChainCheck(False, checked, last, previous, position, "entry does not match its digest")
             previous, last, checked = recomputed, position, checked + 1

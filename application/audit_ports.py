@@ -23,7 +23,9 @@ class AuditQueries(Protocol):
         """Per token: the last use and number of usage windows recorded at or before `instant`."""
         ...
 
-    def uses_between(self, token_ids: Sequence[uuid.UUID], since: datetime, until: datetime) -> Sequence[AuditEntry]:
+    def uses_between(
+        self, token_ids: Sequence[uuid.UUID], since: datetime, until: datetime
+    ) -> Sequence[AuditEntry]:
         """Used events whose window overlaps [since, until], for these tokens."""
         ...
 
@@ -38,4 +40,3 @@ class AuditQueries(Protocol):
     def chain_head(self) -> tuple[int, str] | None: ...
 
     def chain_digest_at(self, position: int) -> str | None: ...
-

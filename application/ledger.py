@@ -180,7 +180,9 @@ class Ledger(Application[uuid.UUID]):
 
     def account(self, username: str) -> AccountRecord:
         account = self._account(username)
-        return AccountRecord(username=account.username, role=account.role.value, created_at=account.created_on)
+        return AccountRecord(
+            username=account.username, role=account.role.value, created_at=account.created_on
+        )
 
     def session_account(self, username: str) -> Account:
         """The account behind a web session, with its password hash to check the session against."""
@@ -239,7 +241,9 @@ class Ledger(Application[uuid.UUID]):
             claim: TokenNameClaim = self.repository.get(TokenNameClaim.id_for(owner, name))
         except AggregateNotFoundError:
             return TokenNameClaim.claim_new(owner, name, token_id, now)
-        holder_active = claim.token_id is not None and self._token(claim.token_id).state(now) is TokenState.ACTIVE
+        holder_active = (
+            claim.token_id is not None and self._token(claim.token_id).state(now) is TokenState.ACTIVE
+        )
         claim.claim(name, token_id, holder_is_active=holder_active, now=now)
         return claim
 
@@ -323,12 +327,18 @@ class Ledger(Application[uuid.UUID]):
         if not self.hasher.verify(credential.secret_hash, parsed.secret):
             return False
         return (
-            self._revoke_ids([credential.token_id], reason=RevokeReason.LEAKED, actor=reporter, source=source) == 1
+            self._revoke_ids([credential.token_id], reason=RevokeReason.LEAKED, actor=reporter, source=source)
+            == 1
         )
 
     def revoke_self(self, verified: Verification, *, source: str = "api") -> bool:
         token = _require(verified)
-        return self._revoke_ids([token.token_id], reason=RevokeReason.SELF, actor=_self_actor(verified), source=source) == 1
+        return (
+            self._revoke_ids(
+                [token.token_id], reason=RevokeReason.SELF, actor=_self_actor(verified), source=source
+            )
+            == 1
+        )
 
     def rotate_self(self, verified: Verification) -> IssuedToken:
         token = _require(verified)
@@ -452,7 +462,9 @@ class Ledger(Application[uuid.UUID]):
         if recordings:
             self.sync.wait_for(recordings[-1].notification.id)
 
-    def _command(self, build: Callable[[], list[T]], conflict: Callable[[], Exception] | None = None) -> list[T]:
+    def _command(
+        self, build: Callable[[], list[T]], conflict: Callable[[], Exception] | None = None
+    ) -> list[T]:
         """Run `build` and save what it touched; on a concurrent write, reload and try again."""
         for _ in range(COMMAND_ATTEMPTS):
             touched = build()
@@ -500,4 +512,3 @@ def _require(verification: Verification) -> Any:
 def _self_actor(verification: Verification) -> str:
     token = _require(verification)
     return f"{token.owner} (token {token.token_id})"
-

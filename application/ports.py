@@ -29,4 +29,3 @@ class ReadModelSync(Protocol):
     def wait_for(self, position: int) -> None:
         """Return once every read model includes the notification at `position`."""
         ...
-

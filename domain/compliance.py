@@ -181,10 +181,14 @@ def summarise(
     for finding in findings:
         per_owner.setdefault(finding.owner, Counter())[finding.severity.value] += 1
     owners = [
-        OwnerSummary(owner, active[owner], {s.value: per_owner.get(owner, Counter())[s.value] for s in SEVERITY_ORDER})
+        OwnerSummary(
+            owner, active[owner], {s.value: per_owner.get(owner, Counter())[s.value] for s in SEVERITY_ORDER}
+        )
         for owner in sorted(active)
     ]
-    ordered = sorted(findings, key=lambda f: (SEVERITY_ORDER.index(f.severity), f.owner, f.token_name, f.rule))
+    ordered = sorted(
+        findings, key=lambda f: (SEVERITY_ORDER.index(f.severity), f.owner, f.token_name, f.rule)
+    )
     return ComplianceReport(
         generated_at=now,
         policy=policy,

@@ -53,7 +53,9 @@ class TokenNotFound(NotFound):
 
     def __init__(self, token_id: object) -> None:
         # Only a well-formed id is echoed: anything else may be a value pasted in the wrong place.
-        super().__init__(f"no token with id {token_id}" if isinstance(token_id, uuid.UUID) else "no such token")
+        super().__init__(
+            f"no token with id {token_id}" if isinstance(token_id, uuid.UUID) else "no such token"
+        )
         self.token_id = token_id
 
 

@@ -13,9 +13,7 @@ def validate_days(days: int | None) -> int | None:
     if days is None:
         return None
     if isinstance(days, bool) or not isinstance(days, int) or days not in ALLOWED_DAYS:
-        raise InvalidExpiry(
-            "expires_in_days", f"expiry must be one of 30, 60, 90 days or none, not {days!r}"
-        )
+        raise InvalidExpiry("expires_in_days", f"expiry must be one of 30, 60, 90 days or none, not {days!r}")
     return days
 
 

@@ -16,7 +16,9 @@ import uuid
 GENESIS = "0" * 64
 
 
-def link(previous: str, position: int, originator_id: uuid.UUID | str, version: int, topic: str, state: bytes) -> str:
+def link(
+    previous: str, position: int, originator_id: uuid.UUID | str, version: int, topic: str, state: bytes
+) -> str:
     body = "|".join(
         (previous, str(position), str(originator_id), str(version), topic, hashlib.sha256(state).hexdigest())
     )

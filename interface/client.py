@@ -129,7 +129,9 @@ class Client:
         return Token.from_json(self._call("GET", f"/api/v1/tokens/{token_id}").json())
 
     def regenerate(self, token_id: uuid.UUID | str, **changes: Any) -> Token:
-        return Token.from_json(self._call("POST", f"/api/v1/tokens/{token_id}/regenerate", json=changes).json())
+        return Token.from_json(
+            self._call("POST", f"/api/v1/tokens/{token_id}/regenerate", json=changes).json()
+        )
 
     def revoke(self, token_id: uuid.UUID | str) -> None:
         self._call("DELETE", f"/api/v1/tokens/{token_id}")

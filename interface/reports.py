@@ -60,8 +60,18 @@ def entries_csv(entries: Iterable[AuditEntry], *, header: bool = True) -> str:
         writer.writerow(ENTRY_COLUMNS)
     for e in entries:
         row = entry_json(e)
-        writer.writerow([row["position"], row["at"], row["event"], row["token_id"] or "", e.token_name or "",
-                         e.owner or "", e.actor or "", _details_text(e.details)])
+        writer.writerow(
+            [
+                row["position"],
+                row["at"],
+                row["event"],
+                row["token_id"] or "",
+                e.token_name or "",
+                e.owner or "",
+                e.actor or "",
+                _details_text(e.details),
+            ]
+        )
     return buffer.getvalue()
 
 

@@ -62,7 +62,9 @@ class Settings:
             database_url=env.get("TOKENLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
             usage_window_seconds=_number(env, "TOKENLEDGER_USAGE_WINDOW_SECONDS", 60.0),
             argon2=Argon2Parameters(
-                memory_kib=int(_number(env, "TOKENLEDGER_ARGON2_MEMORY_KIB", defaults.memory_kib, integer=True)),
+                memory_kib=int(
+                    _number(env, "TOKENLEDGER_ARGON2_MEMORY_KIB", defaults.memory_kib, integer=True)
+                ),
                 time_cost=int(_number(env, "TOKENLEDGER_ARGON2_TIME_COST", defaults.time_cost, integer=True)),
                 parallelism=int(
                     _number(env, "TOKENLEDGER_ARGON2_PARALLELISM", defaults.parallelism, integer=True)
@@ -74,6 +76,8 @@ class Settings:
             bench_endpoints=env.get("TOKENLEDGER_BENCH_ENDPOINTS", "") == "1",
             session_key=_session_key(env.get("TOKENLEDGER_SESSION_KEY")),
             trusted_proxies=frozenset(
-                p.strip() for p in env.get("TOKENLEDGER_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p.strip()
+                p.strip()
+                for p in env.get("TOKENLEDGER_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")
+                if p.strip()
             ),
         )

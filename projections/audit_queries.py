@@ -48,7 +48,9 @@ class SqlAuditQueries:
         self.engine = engine
         self.read_models = read_models
 
-    def events(self, where: AuditFilter, *, after: int | None, limit: int, descending: bool) -> Sequence[AuditEntry]:
+    def events(
+        self, where: AuditFilter, *, after: int | None, limit: int, descending: bool
+    ) -> Sequence[AuditEntry]:
         query = select(*_entry_columns)
         if where.owner is not None:
             query = query.where(_a.c.owner == where.owner)
@@ -67,7 +69,9 @@ class SqlAuditQueries:
             return [_entry(r) for r in conn.execute(query)]
 
     def token_events(self, types: Iterable[str], *, until: datetime | None) -> Sequence[AuditEntry]:
-        query = select(*_entry_columns).where(_a.c.aggregate == "token").where(_a.c.event_type.in_(list(types)))
+        query = (
+            select(*_entry_columns).where(_a.c.aggregate == "token").where(_a.c.event_type.in_(list(types)))
+        )
         if until is not None:
             query = query.where(_a.c.at <= until)
         with self.engine.connect() as conn:
@@ -83,7 +87,9 @@ class SqlAuditQueries:
         with self.engine.connect() as conn:
             return {r[0]: (_utc(r[1]), r[2]) for r in conn.execute(query)}
 
-    def uses_between(self, token_ids: Sequence[uuid.UUID], since: datetime, until: datetime) -> Sequence[AuditEntry]:
+    def uses_between(
+        self, token_ids: Sequence[uuid.UUID], since: datetime, until: datetime
+    ) -> Sequence[AuditEntry]:
         if not token_ids:
             return []
         result: list[AuditEntry] = []
@@ -107,7 +113,9 @@ class SqlAuditQueries:
         found: dict[uuid.UUID, list[ClientUse]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(select(t)):
-                found.setdefault(r.token_id, []).append(ClientUse(r.address, r.first_seen, r.last_seen, r.windows))
+                found.setdefault(r.token_id, []).append(
+                    ClientUse(r.address, r.first_seen, r.last_seen, r.windows)
+                )
         return found
 
     def scope_uses(self) -> dict[uuid.UUID, list[ScopeUse]]:
@@ -115,19 +123,25 @@ class SqlAuditQueries:
         found: dict[uuid.UUID, list[ScopeUse]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(select(t)):
-                found.setdefault(r.token_id, []).append(ScopeUse(r.scope, r.first_exercised, r.last_exercised))
+                found.setdefault(r.token_id, []).append(
+                    ScopeUse(r.scope, r.first_exercised, r.last_exercised)
+                )
         return found
 
     def chain(self, *, after: int, limit: int) -> Sequence[tuple[int, str]]:
         c = schema.chain
-        query = select(c.c.position, c.c.digest).where(c.c.position > after).order_by(c.c.position).limit(limit)
+        query = (
+            select(c.c.position, c.c.digest).where(c.c.position > after).order_by(c.c.position).limit(limit)
+        )
         with self.engine.connect() as conn:
             return [(r.position, r.digest) for r in conn.execute(query)]
 
     def chain_head(self) -> tuple[int, str] | None:
         c = schema.chain
         with self.engine.connect() as conn:
-            row = conn.execute(select(c.c.position, c.c.digest).order_by(c.c.position.desc()).limit(1)).first()
+            row = conn.execute(
+                select(c.c.position, c.c.digest).order_by(c.c.position.desc()).limit(1)
+            ).first()
         return (row.position, row.digest) if row else None
 
     def chain_digest_at(self, position: int) -> str | None:

@@ -39,7 +39,9 @@ class Database:
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
             parts = urlsplit(url)
             if not parts.path.strip("/"):
-                raise DatabaseUrlError("a PostgreSQL URL names its database: postgresql://user@host:5432/dbname")
+                raise DatabaseUrlError(
+                    "a PostgreSQL URL names its database: postgresql://user@host:5432/dbname"
+                )
             return cls(url)
         raise DatabaseUrlError("TOKENLEDGER_DATABASE_URL must start with sqlite:/// or postgresql://")
 

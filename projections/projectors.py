@@ -106,10 +106,7 @@ class LastUsedProjector:
         if not merged:
             return
         t = schema.last_used
-        existing = {
-            r.token_id: r
-            for r in conn.execute(select(t).where(t.c.token_id.in_(list(merged))))
-        }
+        existing = {r.token_id: r for r in conn.execute(select(t).where(t.c.token_id.in_(list(merged))))}
         inserts = []
         for token_id, row in merged.items():
             old = existing.get(token_id)
@@ -126,7 +123,9 @@ class LastUsedProjector:
                 continue
             if old.last_used_at > row["last_used_at"]:  # an older window flushed late
                 values.update(
-                    last_used_at=old.last_used_at, last_used_ip=old.last_used_ip, last_used_agent=old.last_used_agent
+                    last_used_at=old.last_used_at,
+                    last_used_ip=old.last_used_ip,
+                    last_used_agent=old.last_used_agent,
                 )
             values["use_count"] += old.use_count
             values["scopes_exercised"] = " ".join(sorted(row["scopes"] | set(old.scopes_exercised.split())))
@@ -294,7 +293,10 @@ class UsageSummaryProjector:
             if count:
                 values[count] = n + getattr(old, count)
             conn.execute(
-                update(table).where(table.c.token_id == token_id).where(table.c[key] == value).values(**values)
+                update(table)
+                .where(table.c.token_id == token_id)
+                .where(table.c[key] == value)
+                .values(**values)
             )
         if inserts:
             conn.execute(insert(table), inserts)
@@ -334,7 +336,12 @@ def _iso(value: datetime | None) -> str | None:
 def token_details(e: Event) -> dict[str, Any]:
     kind = type(e)
     if kind is Token.Created:
-        return {"name": e.name, "scopes": e.scopes, "expires_at": _iso(e.expires_at), "lookup_id": e.lookup_id}
+        return {
+            "name": e.name,
+            "scopes": e.scopes,
+            "expires_at": _iso(e.expires_at),
+            "lookup_id": e.lookup_id,
+        }
     if kind is Token.Regenerated:
         return {"expires_at": _iso(e.expires_at), "lookup_id": e.lookup_id}
     if kind is Token.Revoked:

@@ -37,6 +37,7 @@ _record_query = select(
     _u.c.scopes_exercised,
 ).select_from(_t.outerjoin(_u, _u.c.token_id == _t.c.id))
 
+
 def _token_record(row: Row[Any]) -> TokenRecord:
     return TokenRecord(
         id=row.id,
@@ -64,7 +65,10 @@ class CredentialReader:
     itself. Autocommit: each read is its own statement and sees every committed revocation.
     """
 
-    _SQL = "SELECT id, owner, name, scopes, expires_at, revoked_at, secret_hash FROM rm_tokens WHERE lookup_id = {}"
+    _SQL = (
+        "SELECT id, owner, name, scopes, expires_at, revoked_at, secret_hash "
+        "FROM rm_tokens WHERE lookup_id = {}"
+    )
 
     def __init__(self, database: Database) -> None:
         self.database = database

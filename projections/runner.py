@@ -74,7 +74,9 @@ class ProjectionRunner:
             stored = conn.execute(select(schema.schema_version.c.version)).scalar()
             if stored != schema.SCHEMA_VERSION:
                 if stored is not None:
-                    log.warning("read-model schema %s -> %s: rebuilding from the log", stored, schema.SCHEMA_VERSION)
+                    log.warning(
+                        "read-model schema %s -> %s: rebuilding from the log", stored, schema.SCHEMA_VERSION
+                    )
                 tables = [t for t in schema.metadata.sorted_tables if t is not schema.schema_version]
                 schema.metadata.drop_all(conn, tables=tables)
                 conn.execute(delete(schema.schema_version))
@@ -126,7 +128,9 @@ class ProjectionRunner:
                 if todo:
                     projector.apply(conn, todo)
                     conn.execute(
-                        update(schema.positions).where(schema.positions.c.name == projector.name).values(position=last)
+                        update(schema.positions)
+                        .where(schema.positions.c.name == projector.name)
+                        .values(position=last)
                     )
         self._caught_up_to = max(self._caught_up_to, last)
         return len(notifications), last
@@ -188,7 +192,9 @@ class ProjectionRunner:
                 if progress:
                     progress(total, last)
             conn.execute(
-                update(schema.positions).where(schema.positions.c.name == projector.name).values(position=last)
+                update(schema.positions)
+                .where(schema.positions.c.name == projector.name)
+                .values(position=last)
             )
         return total
 

@@ -20,7 +20,9 @@ FORMATS = click.Choice(["table", "jsonl", "csv"])
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
 
 
 @click.group()
@@ -39,8 +41,16 @@ def audit_history(ctx: click.Context, token_id: str, as_json: bool) -> None:
         entries = service.ledger.history(operator(), parse_id(token_id))
     if as_json:
         print_json(
-            [{"position": e.position, "at": e.at.isoformat(), "event": e.event_type, "actor": e.actor, **e.details}
-             for e in entries]
+            [
+                {
+                    "position": e.position,
+                    "at": e.at.isoformat(),
+                    "event": e.event_type,
+                    "actor": e.actor,
+                    **e.details,
+                }
+                for e in entries
+            ]
         )
     else:
         out.print(history_table(entries))
@@ -147,8 +157,10 @@ def audit_exposure(ctx: click.Context, scope: str, since: datetime, until: datet
     for column in ("owner", "token", "scopes", "usable", "uses in window"):
         table.add_column(column, overflow="fold")
     for x in exposed:
-        usable = f"{x.active_from:%Y-%m-%d %H:%M} - {x.active_until:%Y-%m-%d %H:%M}" if x.active_until else (
-            f"{x.active_from:%Y-%m-%d %H:%M} -"
+        usable = (
+            f"{x.active_from:%Y-%m-%d %H:%M} - {x.active_until:%Y-%m-%d %H:%M}"
+            if x.active_until
+            else (f"{x.active_from:%Y-%m-%d %H:%M} -")
         )
         uses = "; ".join(
             f"{u.last_used_at:%Y-%m-%d %H:%M} x{u.count} {' '.join(u.scopes)} from {' '.join(u.addresses)}"
@@ -179,7 +191,9 @@ def audit_verify(ctx: click.Context, export_file: Path | None, expect: str | Non
     if expect:
         position, _, digest = expect.replace(" ", ":").partition(":")
         if not position.isdigit() or len(digest) != 64:
-            raise click.BadParameter("expected POSITION:DIGEST as printed by `audit digest`", param_hint="--expect")
+            raise click.BadParameter(
+                "expected POSITION:DIGEST as printed by `audit digest`", param_hint="--expect"
+            )
         expected = (int(position), digest)
     with open_service(ctx) as service:
         if export_file is not None:
@@ -235,8 +249,12 @@ def report_compliance(
     ctx: click.Context, fmt: str, output: Path | None, stale_days: int, rotation_days: int, max_clients: int
 ) -> None:
     """Findings per token with severity and recommendation, and a summary per owner."""
-    policy = Policy(stale_days=stale_days, unused_scope_days=stale_days, rotation_days=rotation_days,
-                    max_clients=max_clients)
+    policy = Policy(
+        stale_days=stale_days,
+        unused_scope_days=stale_days,
+        rotation_days=rotation_days,
+        max_clients=max_clients,
+    )
     with open_service(ctx) as service:
         result = service.audit.compliance(operator(), policy)
     if fmt == "table" and output is None:

@@ -67,9 +67,13 @@ def parse_id(text: str) -> uuid.UUID:
         raise click.BadParameter(f"{text!r} is not a token id (a UUID)") from None
 
 
-
-
-INSTANT_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
+INSTANT_FORMATS = [
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S.%f%z",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+]
 
 
 class Instant(click.ParamType):

@@ -22,6 +22,7 @@ from interface.cli.common import Instant, clean_errors, fail, open_service, oper
 from interface.cli.output import err, out, print_json, record_json, token_table, when
 from interface.settings import Settings, SettingsError
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",
@@ -47,7 +48,9 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"]))
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
+)
 @click.pass_context
 @clean_errors
 def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
@@ -67,7 +70,9 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.MEMBER.value, show_default=True)
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), default=Role.MEMBER.value, show_default=True
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_context
 @clean_errors
@@ -259,7 +264,11 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
         head = runner.recorder.max_notification_id() or 0
         chosen = names or tuple(p.name for p in runner.projectors)
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
         ) as bar:
             for name in chosen:
                 task = bar.add_task(f"rebuilding {name}", total=head)

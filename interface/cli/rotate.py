@@ -94,8 +94,8 @@ def rotate(url: str, value: str) -> Token:
 def rotate_self(url: str, token_env: str, from_stdin: bool, output: str | None) -> None:
     """Replace the current token value with a new one: same token, name and scopes.
 
-    The old value stops working at once. The new value goes to standard output (pipe it into
-    your platform's secret store) or to --output FILE.
+    The old value stops working at once. The new value goes to standard output, or to --output
+    FILE (mode 0600), from where a pipeline step puts it into the platform's secret store.
     """
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("give the server's http:// or https:// address", param_hint="--url")

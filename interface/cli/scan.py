@@ -46,7 +46,7 @@ class Finding:
 
     @property
     def redacted(self) -> str:
-        return f"{token_format.PREFIX}{self.lookup_id}…"
+        return redact(self.lookup_id)
 
     @property
     def shown_path(self) -> str:
@@ -69,7 +69,12 @@ class Tally:
 class Hit:
     line: int
     column: int
-    value: str
+    value: str = field(repr=False)
+    lookup_id: str = ""
+
+
+def redact(lookup_id: str) -> str:
+    return f"{token_format.PREFIX}{lookup_id}…"
 
 
 # Scanning bytes ----------------------------------------------------------------------------
@@ -88,25 +93,17 @@ def find_tokens(data: bytes, tally: Tally) -> list[Hit]:
         counted_to = match.start()
         line_start = data.rfind(b"\n", 0, match.start()) + 1
         value = match.group().decode("ascii")
-        if not token_format.is_well_formed(value):
+        parsed = token_format.parse(value)
+        if parsed is None:
             tally.look_alikes += 1
             continue
         column = len(data[line_start : match.start()].decode("utf-8", "replace")) + 1
-        hits.append(Hit(line, column, value))
+        hits.append(Hit(line, column, value, parsed.lookup_id))
     return hits
 
 
-def findings_in(path: str, data: bytes, tally: Tally) -> list[Finding]:
-    return [
-        Finding(path, hit.line, hit.column, _lookup_id(hit.value), hit.value)
-        for hit in find_tokens(data, tally)
-    ]
-
-
-def _lookup_id(value: str) -> str:
-    parsed = token_format.parse(value)
-    assert parsed is not None  # find_tokens keeps well-formed values only
-    return parsed.lookup_id
+def finding(path: str, hit: Hit, *, in_working_tree: bool = True, commits: tuple[str, ...] = ()) -> Finding:
+    return Finding(path, hit.line, hit.column, hit.lookup_id, hit.value, in_working_tree, commits)
 
 
 # Files -------------------------------------------------------------------------------------
@@ -129,6 +126,9 @@ def iter_files(paths: Iterable[str]) -> Iterator[str]:
 def scan_files(paths: Iterable[str], max_bytes: int, tally: Tally) -> list[Finding]:
     findings: list[Finding] = []
     for path in iter_files(paths):
+        if not os.path.isfile(path):  # a FIFO or a device would block or never end
+            tally.unreadable += 1
+            continue
         try:
             if os.path.getsize(path) > max_bytes:
                 tally.large += 1
@@ -142,7 +142,7 @@ def scan_files(paths: Iterable[str], max_bytes: int, tally: Tally) -> list[Findi
             tally.binary += 1
             continue
         tally.files += 1
-        findings += findings_in(os.path.realpath(path), data, tally)
+        findings += [finding(os.path.realpath(path), hit) for hit in find_tokens(data, tally)]
     return findings
 
 
@@ -267,16 +267,9 @@ def scan_history(top: str, max_bytes: int, tally: Tally, scope: Sequence[str] = 
         for path, commits in by_path.items():
             if scope and not any(path == s or path.startswith(s + "/") for s in scope):
                 continue
+            where = os.path.join(top, path)
             findings += [
-                Finding(
-                    os.path.join(top, path),
-                    hit.line,
-                    hit.column,
-                    _lookup_id(hit.value),
-                    hit.value,
-                    in_working_tree=False,
-                    commits=tuple(dict.fromkeys(commits)),
-                )
+                finding(where, hit, in_working_tree=False, commits=tuple(dict.fromkeys(commits)))
                 for hit in found
             ]
     return findings
@@ -291,8 +284,8 @@ def history_scopes(paths: Iterable[str]) -> dict[str, list[str]]:
             raise click.UsageError(f"{path} is not in a git repository (needed by --git-history)")
         below = os.path.relpath(os.path.realpath(path), top).replace(os.sep, "/")
         if below == os.curdir:
-            scopes[top] = []
-        elif scopes.get(top, [None]):  # None: not seen yet; []: already the whole repository
+            scopes[top] = []  # the whole repository
+        elif top not in scopes or scopes[top]:
             scopes.setdefault(top, []).append(below)
     return scopes
 
@@ -300,16 +293,16 @@ def history_scopes(paths: Iterable[str]) -> dict[str, list[str]]:
 def merge(working_tree: Iterable[Finding], history: Iterable[Finding]) -> list[Finding]:
     """One finding per place; a place both in the work tree and in history keeps the commits."""
     merged: dict[tuple[str, int, int, str], Finding] = {}
-    for finding in [*working_tree, *history]:
-        key = (finding.path, finding.line, finding.column, finding.value)
+    for f in [*working_tree, *history]:
+        key = (f.path, f.line, f.column, f.value)
         if key in merged:
             earlier = merged[key]
-            finding = replace(
+            f = replace(
                 earlier,
-                in_working_tree=earlier.in_working_tree or finding.in_working_tree,
-                commits=tuple(dict.fromkeys(earlier.commits + finding.commits)),
+                in_working_tree=earlier.in_working_tree or f.in_working_tree,
+                commits=tuple(dict.fromkeys(earlier.commits + f.commits)),
             )
-        merged[key] = finding
+        merged[key] = f
     return sorted(merged.values(), key=lambda f: (f.path, f.line, f.column))
 
 
@@ -324,44 +317,35 @@ class Reported:
 
     @property
     def redacted(self) -> str:
-        return f"{token_format.PREFIX}{self.lookup_id}…"
+        return redact(self.lookup_id)
 
 
-def report_leaks(
-    url: str, values: Iterable[str], transport: httpx.BaseTransport | None = None
-) -> list[Reported]:
-    """Send each value to the RFC 7009 intake; tell revoked from already inactive.
+def report_leaks(url: str, findings: Iterable[Finding]) -> list[Reported]:
+    """Send each value found to the RFC 7009 intake, once; tell revoked from already inactive."""
+    distinct = {f.value: f.lookup_id for f in findings}
+    with Client(url) as anyone:
+        return [report_leak(url, anyone, value, lookup_id) for value, lookup_id in distinct.items()]
 
-    Nobody may introspect without a service account, so the value itself asks `/auth/check`
-    before (204: active) and after (401: inactive) the report.
-    """
-    results = []
-    with Client(url, transport=transport) as anyone:
-        for value in dict.fromkeys(values):
-            lookup_id = _lookup_id(value)
-            try:
-                with Client(url, token=value, transport=transport) as holder:
-                    before = holder.auth_check().status
-                    anyone.report_leak(value)
-                    after = holder.auth_check().status
-            except ApiError as error:
-                results.append(Reported(lookup_id, "failed", f"the server refused the report: {error}"))
-                continue
-            except httpx.HTTPError as error:
-                results.append(Reported(lookup_id, "failed", f"could not reach {url}: {error}"))
-                continue
-            if after != 401:
-                results.append(
-                    Reported(lookup_id, "failed", f"still accepted after the report (HTTP {after})")
-                )
-            elif before == 204:
-                results.append(Reported(lookup_id, "revoked"))
-            elif before == 401:
-                results.append(Reported(lookup_id, "already inactive"))
-            else:
-                detail = f"the state before the report is unknown (HTTP {before})"
-                results.append(Reported(lookup_id, "revoked or already inactive", detail))
-    return results
+
+def report_leak(url: str, anyone: Client, value: str, lookup_id: str) -> Reported:
+    # Nobody may introspect without a service account, so the value itself asks /auth/check
+    # before (204: it was active) and after (401: it is not now) the report.
+    try:
+        with Client(url, token=value) as holder:
+            before = holder.auth_check().status
+            anyone.report_leak(value)
+            after = holder.auth_check().status
+    except ApiError as error:
+        return Reported(lookup_id, "failed", f"the server refused the report: {error}")
+    except httpx.HTTPError as error:
+        return Reported(lookup_id, "failed", f"could not reach {url}: {error}")
+    if after != 401:
+        return Reported(lookup_id, "failed", f"still accepted after the report (HTTP {after})")
+    if before == 204:
+        return Reported(lookup_id, "revoked")
+    if before == 401:
+        return Reported(lookup_id, "already inactive")
+    return Reported(lookup_id, "revoked or already inactive", f"the state before is unknown (HTTP {before})")
 
 
 # Formats -----------------------------------------------------------------------------------
@@ -564,7 +548,7 @@ def scan(
         except GitError as error:
             fail(f"could not read the git history: {error}", code=2)
     findings = merge(scan_files(paths, max_bytes, tally), history)
-    reported = report_leaks(report_url, [f.value for f in findings]) if report_url else None
+    reported = report_leaks(report_url, findings) if report_url else None
     if output_format == "json":
         click.echo(as_json(findings, tally, max_bytes, reported))
     elif output_format == "sarif":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -37,7 +37,8 @@ AUTH_CHECK_OPENAPI: dict[str, Any] = {
         "summary": "Forward-auth for nginx auth_request and Traefik ForwardAuth",
         "description": "Send the caller's `Authorization` header. 204 with X-Token-Owner, X-Token-Id and "
         "X-Token-Scopes when the token is valid and grants `scope`; 401 with `WWW-Authenticate: Bearer "
-        'error="invalid_token"` and `Basic realm="Outpost"` when it is not; 403 with `error="insufficient_scope"` '
+        'error="invalid_token"` and `Basic realm="Outpost"` when it is not; 403 with '
+        '`error="insufficient_scope"` '
         "when it lacks the scope.",
         "operationId": "auth_check",
         "parameters": [
@@ -104,7 +105,9 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
     )
     app.state.context = context
     problems.install(app, html_page=pages.error_page)
-    app.add_route("/api/v1/auth/check", make_auth_check(service.ledger, metrics, settings.trusted_proxies), ["GET"])
+    app.add_route(
+        "/api/v1/auth/check", make_auth_check(service.ledger, metrics, settings.trusted_proxies), ["GET"]
+    )
     app.include_router(token_auth.router)
     app.include_router(tokens.router)
     app.include_router(services.router)

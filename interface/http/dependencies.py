@@ -128,7 +128,9 @@ def auditor_or_account(request: Request, ctx: Context) -> Actor:
         token = verified.token
         assert token is not None
         owner = ctx.service.ledger.account(token.owner)
-        return Actor(username=token.owner, role=Role(owner.role), via_token=token.token_id, scopes=token.scopes)
+        return Actor(
+            username=token.owner, role=Role(owner.role), via_token=token.token_id, scopes=token.scopes
+        )
     return current_account(request, ctx)
 
 

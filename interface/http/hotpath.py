@@ -35,7 +35,9 @@ def make_auth_check(ledger: Ledger, metrics: Metrics, trusted_proxies: frozenset
             required = _SCOPES.get(wanted)
             if required is None:
                 known = ", ".join(_SCOPES)
-                return problem_response(400, "Unknown scope", f"unknown scope {wanted!r}; known scopes: {known}")
+                return problem_response(
+                    400, "Unknown scope", f"unknown scope {wanted!r}; known scopes: {known}"
+                )
         credential = parse_authorization(request.headers.get("authorization"))
         if not isinstance(credential, TokenCredential):
             return problem_response(
@@ -65,7 +67,12 @@ def make_auth_check(ledger: Ledger, metrics: Metrics, trusted_proxies: frozenset
                 "Insufficient scope",
                 f"the token does not grant {wanted!r}",
                 slug="insufficient-scope",
-                headers=[("WWW-Authenticate", f'Bearer realm="Outpost", error="insufficient_scope", scope="{wanted}"')],
+                headers=[
+                    (
+                        "WWW-Authenticate",
+                        f'Bearer realm="Outpost", error="insufficient_scope", scope="{wanted}"',
+                    )
+                ],
             )
         record_use(
             result,

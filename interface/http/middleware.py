@@ -104,11 +104,12 @@ class BodySizeLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, "Request body too large", f"request bodies are limited to {self.max_bytes} bytes", slug="too-large"
+            413,
+            "Request body too large",
+            f"request bodies are limited to {self.max_bytes} bytes",
+            slug="too-large",
         )
         await response(scope, receive, send)
-
-
 
 
 PAGE_HEADERS = [

@@ -78,7 +78,9 @@ def problem_response(
 BASIC_CHALLENGE = 'Basic realm="Outpost", charset="UTF-8"'
 
 
-def unauthorized_headers(error: str | None = "invalid_token", scope: str | None = None) -> list[tuple[str, str]]:
+def unauthorized_headers(
+    error: str | None = "invalid_token", scope: str | None = None
+) -> list[tuple[str, str]]:
     """RFC 6750 / RFC 7617 challenges: Bearer (with an error when a credential was sent) and Basic."""
     bearer = 'Bearer realm="Outpost"'
     if error:
@@ -107,6 +109,7 @@ HtmlPage = Callable[[Request, int, str, str], Response]
 
 def install(app: FastAPI, html_page: HtmlPage | None = None) -> None:
     """Problem documents for the API; `html_page` renders errors of the web pages."""
+
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: DomainError) -> Response:
         status = _status_for(error)

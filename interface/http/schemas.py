@@ -16,7 +16,9 @@ Days = Literal[30, 60, 90]
 class TokenCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"name": "GitHub Actions", "scopes": ["repo:read"], "expires_in_days": 30}]},
+        json_schema_extra={
+            "examples": [{"name": "GitHub Actions", "scopes": ["repo:read"], "expires_in_days": 30}]
+        },
     )
     name: str = Field(min_length=1, max_length=100, description='What the token is for, e.g. "Jenkins CI".')
     scopes: list[str] = Field(min_length=1, max_length=7, description="One or more of the seven scopes.")
@@ -89,7 +91,13 @@ class TokenEvent(BaseModel):
 
     @classmethod
     def of(cls, entry: HistoryEntry) -> TokenEvent:
-        return cls(position=entry.position, at=entry.at, type=entry.event_type, actor=entry.actor, details=entry.details)
+        return cls(
+            position=entry.position,
+            at=entry.at,
+            type=entry.event_type,
+            actor=entry.actor,
+            details=entry.details,
+        )
 
 
 class TokenSelf(BaseModel):

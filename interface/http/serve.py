@@ -24,7 +24,9 @@ def log_config(level: str) -> dict:  # type: ignore[type-arg]
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+        },
         "loggers": {
             "tokenledger": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
@@ -43,7 +45,8 @@ def prepare(settings: Settings) -> None:
         password = secrets.token_urlsafe(18)
         service.ledger.register_account(FIRST_ADMIN, Role.ADMIN, password)
     print(
-        f"First start: created the account '{FIRST_ADMIN}' (role admin) with the password\n\n    {password}\n\n"
+        f"First start: created the account '{FIRST_ADMIN}' (role admin) with the password\n\n"
+        f"    {password}\n\n"
         "It is shown only this once. Change it with the web pages or the API.",
         file=sys.stdout,
         flush=True,

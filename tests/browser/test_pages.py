@@ -38,7 +38,9 @@ class Visit:
 
 
 def auth_check(server: Server, value: str) -> int:
-    return httpx.get(server.url + "/api/v1/auth/check", headers={"Authorization": f"Bearer {value}"}).status_code
+    return httpx.get(
+        server.url + "/api/v1/auth/check", headers={"Authorization": f"Bearer {value}"}
+    ).status_code
 
 
 def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, screenshots: Path) -> None:
@@ -55,7 +57,9 @@ def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, 
     page.select_option("#expires", "30")
     assert "repo:read" in page.content() and "enough for a pipeline" in page.content()
     visit.shot("new-token-form")
-    with page.expect_response(lambda r: r.url.endswith("/tokens/new") and r.request.method == "POST") as created:
+    with page.expect_response(
+        lambda r: r.url.endswith("/tokens/new") and r.request.method == "POST"
+    ) as created:
         page.click("main button[type=submit]")
     assert created.value.headers["cache-control"] == "no-store"
     visit.shot("token-created")
@@ -66,7 +70,9 @@ def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, 
     page.click("#copy")
     assert page.evaluate("navigator.clipboard.readText()") == value
 
-    assert httpx.get(web.url + "/api/v1/user", headers={"Authorization": f"Bearer {value}"}).status_code == 200
+    assert (
+        httpx.get(web.url + "/api/v1/user", headers={"Authorization": f"Bearer {value}"}).status_code == 200
+    )
 
     page.goto("/tokens")
     row = page.locator("#tokens tbody tr", has_text="GitHub Actions")
@@ -75,7 +81,10 @@ def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, 
     while "Never used" in row.locator(".last-used").inner_text() and time.monotonic() < deadline:
         time.sleep(0.5)
         page.reload()
-    assert "ago" in row.locator(".last-used").inner_text() or "just now" in row.locator(".last-used").inner_text()
+    assert (
+        "ago" in row.locator(".last-used").inner_text()
+        or "just now" in row.locator(".last-used").inner_text()
+    )
     assert "127.0.0.1" in (row.locator(".last-used").get_attribute("title") or "")
     visit.shot("tokens-last-used")
 
@@ -111,7 +120,9 @@ def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, 
     visit.close()
 
 
-def test_reloading_the_created_page_never_shows_the_value_again(browser: Any, web: Server, screenshots: Path) -> None:
+def test_reloading_the_created_page_never_shows_the_value_again(
+    browser: Any, web: Server, screenshots: Path
+) -> None:
     visit = Visit(browser, web, screenshots)
     page = visit.page
     visit.sign_in("alice", "alice-password")
@@ -196,7 +207,9 @@ def test_failed_sign_ins_are_throttled(browser: Any, web: Server, screenshots: P
     visit.close()
 
 
-def test_admin_sees_every_owner_and_the_compliance_report(browser: Any, web: Server, screenshots: Path) -> None:
+def test_admin_sees_every_owner_and_the_compliance_report(
+    browser: Any, web: Server, screenshots: Path
+) -> None:
     alice = Visit(browser, web, screenshots)
     alice.sign_in("alice", "alice-password")
     alice.page.goto("/tokens/new")

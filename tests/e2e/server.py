@@ -42,7 +42,9 @@ def run_cli(database_url: str, *args: str, stdin: str | None = None) -> subproce
 
 def add_user(database_url: str, name: str, role: str = "member", password: str | None = None) -> str:
     password = password or f"{name}-password"
-    result = run_cli(database_url, "users", "add", name, "--role", role, "--password-stdin", stdin=password + "\n")
+    result = run_cli(
+        database_url, "users", "add", name, "--role", role, "--password-stdin", stdin=password + "\n"
+    )
     assert result.returncode == 0, result.stderr
     return password
 

@@ -47,7 +47,9 @@ def test_git_sends_the_token_as_basic_password(server: Server, alice_password: s
     for user in ("x-access-token", "alice", "anything"):
         basic = base64.b64encode(f"{user}:{value}".encode()).decode()
         response = httpx.get(
-            server.url + "/api/v1/auth/check", params={"scope": "repo:read"}, headers={"Authorization": f"Basic {basic}"}
+            server.url + "/api/v1/auth/check",
+            params={"scope": "repo:read"},
+            headers={"Authorization": f"Basic {basic}"},
         )
         assert response.status_code == 204
         assert response.headers["x-token-owner"] == "alice"
@@ -65,11 +67,17 @@ def test_unauthenticated_check_carries_both_challenges(server: Server) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_member_cannot_see_another_members_token(server: Server, alice_password: str, bob_password: str) -> None:
+def test_member_cannot_see_another_members_token(
+    server: Server, alice_password: str, bob_password: str
+) -> None:
     with Client(server.url, username="alice", password=alice_password) as alice:
         token = alice.create_token("CI", ["repo"])
     with Client(server.url, username="bob", password=bob_password) as bob:
-        for call in (lambda: bob.get_token(token.id), lambda: bob.revoke(token.id), lambda: bob.events(token.id)):
+        for call in (
+            lambda: bob.get_token(token.id),
+            lambda: bob.revoke(token.id),
+            lambda: bob.events(token.id),
+        ):
             with pytest.raises(ApiError) as error:
                 call()
             assert error.value.status == 404
@@ -141,7 +149,11 @@ def test_logs_never_contain_a_token_value_or_password(server: Server, alice_pass
     with Client(server.url, username="alice", password=alice_password) as alice:
         value = alice.create_token("Logged", ["repo"]).value
         assert value
-        httpx.get(server.url + "/api/v1/auth/check", params={"token": value}, headers={"Authorization": f"Bearer {value}"})
+        httpx.get(
+            server.url + "/api/v1/auth/check",
+            params={"token": value},
+            headers={"Authorization": f"Bearer {value}"},
+        )
         httpx.get(server.url + f"/api/v1/tokens/{value}", auth=("alice", alice_password))
     logs = server.logs()
     assert "/api/v1/auth/check" in logs  # the access log is there

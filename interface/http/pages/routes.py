@@ -87,7 +87,9 @@ def require_admin(user: PageUser) -> None:
         raise PermissionDenied("this page is for admins")
 
 
-def render(request: Request, name: str, user: PageUser | None, status: int = 200, **values: Any) -> HTMLResponse:
+def render(
+    request: Request, name: str, user: PageUser | None, status: int = 200, **values: Any
+) -> HTMLResponse:
     values |= {"user": user.actor if user else None, "csrf": user.csrf if user else ""}
     return templates.TemplateResponse(request, name, values, status_code=status)
 
@@ -105,20 +107,33 @@ def home(request: Request, ctx: Context) -> Response:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/tokens") -> Response:  # noqa: A002
+def login_page(request: Request, next: str = "/tokens") -> Response:
     return _login_form(request, next_path=next)
 
 
-def _login_form(request: Request, *, next_path: str, error: str = "", username: str = "", status: int = 200) -> Response:
+def _login_form(
+    request: Request, *, next_path: str, error: str = "", username: str = "", status: int = 200
+) -> Response:
     token = uuid.uuid4().hex
     response = templates.TemplateResponse(
         request,
         "login.html",
-        {"user": None, "login_csrf": token, "next": _safe_next(next_path), "error": error, "username": username},
+        {
+            "user": None,
+            "login_csrf": token,
+            "next": _safe_next(next_path),
+            "error": error,
+            "username": username,
+        },
         status_code=status,
     )
     response.set_cookie(
-        sessions.LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600
+        sessions.LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        max_age=3600,
     )
     return response
 
@@ -135,16 +150,21 @@ def login(
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=64)] = "",
-    next: Annotated[str, Form(max_length=500)] = "/tokens",  # noqa: A002
+    next: Annotated[str, Form(max_length=500)] = "/tokens",
 ) -> Response:
     expected = request.cookies.get(sessions.LOGIN_CSRF_COOKIE)
     if not expected or csrf_token != expected:
-        return _login_form(request, next_path=next, error="The form expired; please sign in again.", status=403)
+        return _login_form(
+            request, next_path=next, error="The form expired; please sign in again.", status=403
+        )
     key = f"{username.lower()}|{client_address(request, ctx.trusted_proxies)}"
     now = time.monotonic()
     if ctx.login_limiter.is_blocked(key, now):
         return _login_form(
-            request, next_path=next, username=username, status=429,
+            request,
+            next_path=next,
+            username=username,
+            status=429,
             error="Too many failed sign-ins. Wait a few minutes and try again.",
         )
     try:
@@ -185,12 +205,22 @@ def _state(state: str) -> str:
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, user: User, ctx: Context, state: str = "active", flash: str = "") -> Response:
+def tokens_page(
+    request: Request, user: User, ctx: Context, state: str = "active", flash: str = ""
+) -> Response:
     state = _state(state)
     records = ctx.service.ledger.tokens(user.actor, state=state)
     return render(
-        request, "tokens.html", user, tokens=records, state=state, heading="Personal access tokens",
-        show_owner=False, owner_param="", now=ctx.service.ledger.clock.now(), flash=flash[:200],
+        request,
+        "tokens.html",
+        user,
+        tokens=records,
+        state=state,
+        heading="Personal access tokens",
+        show_owner=False,
+        owner_param="",
+        now=ctx.service.ledger.clock.now(),
+        flash=flash[:200],
     )
 
 
@@ -202,8 +232,16 @@ def admin_tokens_page(
     state = _state(state)
     records = ctx.service.ledger.tokens(user.actor, owner=owner or "*", state=state)
     return render(
-        request, "tokens.html", user, tokens=records, state=state, heading="All tokens", show_owner=True,
-        owner_param=owner, now=ctx.service.ledger.clock.now(), flash=flash[:200],
+        request,
+        "tokens.html",
+        user,
+        tokens=records,
+        state=state,
+        heading="All tokens",
+        show_owner=True,
+        owner_param=owner,
+        now=ctx.service.ledger.clock.now(),
+        flash=flash[:200],
     )
 
 
@@ -234,13 +272,20 @@ def create_token(
             user.actor, name=name, scopes=scopes or [], expires_in_days=parse_cli_expiry(expires)
         )
     except DomainError as error:
-        return render(request, "new.html", user, status=422, form=form, scopes=_scope_choices(), error=str(error))
+        return render(
+            request, "new.html", user, status=422, form=form, scopes=_scope_choices(), error=str(error)
+        )
     return _issued(request, user, issued, "Your new personal access token")
 
 
 def _issued(request: Request, user: PageUser, issued: IssuedToken, heading: str) -> Response:
     response = render(
-        request, "issued.html", user, heading=heading, value=issued.value, record=issued.record,
+        request,
+        "issued.html",
+        user,
+        heading=heading,
+        value=issued.value,
+        record=issued.record,
         base_url=str(request.base_url).rstrip("/"),
     )
     response.headers.update(NO_STORE)
@@ -274,10 +319,16 @@ def token_page(request: Request, token_id: str, user: User, ctx: Context) -> Res
 def regenerate_page(request: Request, token_id: str, user: User, ctx: Context) -> Response:
     record = _record(ctx, user, token_id)
     return render(
-        request, "confirm.html", user, record=record, title=f"Regenerate “{record.name}”?",
+        request,
+        "confirm.html",
+        user,
+        record=record,
+        title=f"Regenerate “{record.name}”?",
         warning="A new value will be issued. The current value stops working at once: update every "
         "pipeline and tool that uses it.",
-        action=f"/tokens/{record.id}/regenerate", button="Regenerate token", button_class="primary",
+        action=f"/tokens/{record.id}/regenerate",
+        button="Regenerate token",
+        button_class="primary",
     )
 
 
@@ -301,9 +352,16 @@ def regenerate(
 def revoke_page(request: Request, token_id: str, user: User, ctx: Context) -> Response:
     record = _record(ctx, user, token_id)
     return render(
-        request, "confirm.html", user, record=record, title=f"Revoke “{record.name}”?",
-        warning="Any pipeline or tool using this token will get 401 Unauthorized from now on. This cannot be undone.",
-        action=f"/tokens/{record.id}/revoke", button="Revoke token", button_class="danger",
+        request,
+        "confirm.html",
+        user,
+        record=record,
+        title=f"Revoke “{record.name}”?",
+        warning="Any pipeline or tool using this token will get 401 Unauthorized from now on. "
+        "This cannot be undone.",
+        action=f"/tokens/{record.id}/revoke",
+        button="Revoke token",
+        button_class="danger",
     )
 
 
@@ -374,8 +432,12 @@ def install(app: Any) -> None:
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, error: CsrfFailed) -> Response:
-        return error_page(request, 403, "Form expired", "The form was not sent from this site or has expired. "
-                          "Go back, reload the page and try again.")
+        return error_page(
+            request,
+            403,
+            "Form expired",
+            "The form was not sent from this site or has expired. Go back, reload the page and try again.",
+        )
 
     @app.exception_handler(NotFoundPage)
     async def not_found(request: Request, error: NotFoundPage) -> Response:

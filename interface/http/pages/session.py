@@ -40,10 +40,16 @@ class SessionSigner:
         self.key = key
 
     def _sign(self, payload: bytes) -> str:
-        return base64.urlsafe_b64encode(hmac.new(self.key, payload, hashlib.sha256).digest()).decode().rstrip("=")
+        return (
+            base64.urlsafe_b64encode(hmac.new(self.key, payload, hashlib.sha256).digest())
+            .decode()
+            .rstrip("=")
+        )
 
     def issue(self, username: str, password_hash: str, now: float | None = None) -> tuple[str, Session]:
-        session = Session(username, secrets.token_urlsafe(16), now or time.time(), password_fingerprint(password_hash))
+        session = Session(
+            username, secrets.token_urlsafe(16), now or time.time(), password_fingerprint(password_hash)
+        )
         payload = json.dumps(
             [session.username, session.session_id, session.issued_at, session.password_fingerprint]
         ).encode()

@@ -16,7 +16,6 @@ from domain.errors import TokenNotFound
 from interface import reports
 from interface.http.dependencies import AuditActor, Context
 
-
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 
@@ -35,13 +34,13 @@ def audit_events(
     ctx: Context,
     owner: str | None = Query(None, max_length=64),
     token: str | None = Query(None, description="A token id."),
-    type: Annotated[list[Literal[EVENT_TYPES]] | None, Query()] = None,  # type: ignore[valid-type]  # noqa: A002
+    type: Annotated[list[Literal[EVENT_TYPES]] | None, Query()] = None,  # type: ignore[valid-type]
     since: datetime | None = None,
     until: datetime | None = None,
     order: Literal["asc", "desc"] = "asc",
     cursor: int | None = Query(None, ge=0, description="next_cursor of the previous page"),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
-    format: Literal["json", "jsonl", "csv"] = "json",  # noqa: A002
+    format: Literal["json", "jsonl", "csv"] = "json",
 ) -> Response:
     """Oldest first by default; `order=desc` for newest first. Pass the page's `next_cursor` as
     `cursor` for the next page: positions never move, so pages stay stable while events arrive."""
@@ -65,7 +64,8 @@ def audit_events(
         body = "".join(json.dumps(reports.entry_json(e)) + "\n" for e in page.entries)
         return Response(body, media_type="application/x-ndjson", headers=headers)
     return JSONResponse(
-        {"events": [reports.entry_json(e) for e in page.entries], "next_cursor": page.next_cursor}, headers=headers
+        {"events": [reports.entry_json(e) for e in page.entries], "next_cursor": page.next_cursor},
+        headers=headers,
     )
 
 
@@ -76,8 +76,11 @@ def audit_as_of(actor: AuditActor, ctx: Context, as_of: datetime) -> list[dict[s
 
 @router.get("/audit/exposure", summary="Who could use a scope in a window, and who did")
 def audit_exposure(
-    actor: AuditActor, ctx: Context, scope: str = Query(..., max_length=32), since: datetime = Query(...),
-    until: datetime = Query(...)
+    actor: AuditActor,
+    ctx: Context,
+    scope: Annotated[str, Query(max_length=32)],
+    since: datetime,
+    until: datetime,
 ) -> list[dict[str, Any]]:
     return [reports.exposure_json(x) for x in ctx.service.audit.exposure(actor, scope, since, until)]
 
@@ -107,13 +110,17 @@ def audit_digest(actor: AuditActor, ctx: Context) -> dict[str, Any]:
 def compliance_report(
     actor: AuditActor,
     ctx: Context,
-    format: Literal["json", "csv", "html"] = "json",  # noqa: A002
+    format: Literal["json", "csv", "html"] = "json",
     stale_days: int = Query(90, ge=1, le=3650),
     rotation_days: int = Query(90, ge=1, le=3650),
     max_clients: int = Query(3, ge=1, le=1000),
 ) -> Response:
-    policy = Policy(stale_days=stale_days, unused_scope_days=stale_days, rotation_days=rotation_days,
-                    max_clients=max_clients)
+    policy = Policy(
+        stale_days=stale_days,
+        unused_scope_days=stale_days,
+        rotation_days=rotation_days,
+        max_clients=max_clients,
+    )
     report = ctx.service.audit.compliance(actor, policy)
     if format == "csv":
         return Response(
@@ -124,6 +131,3 @@ def compliance_report(
     if format == "html":
         return HTMLResponse(reports.report_html(report))
     return JSONResponse(reports.report_json(report))
-
-
-

@@ -18,9 +18,15 @@ TokenField = Annotated[str, Form(max_length=4096, description="The token value."
 HintField = Annotated[str | None, Form(max_length=64)]
 
 
-@router.post("/introspect", response_model=Introspection, response_model_exclude_none=True, summary="RFC 7662")
+@router.post(
+    "/introspect", response_model=Introspection, response_model_exclude_none=True, summary="RFC 7662"
+)
 def introspect(
-    request: Request, caller: ServiceCaller, ctx: Context, token: TokenField, token_type_hint: HintField = None
+    request: Request,
+    caller: ServiceCaller,
+    ctx: Context,
+    token: TokenField,
+    token_type_hint: HintField = None,
 ) -> Introspection:
     """Whether a value is active and what it may do. Callers are `service` or `admin` accounts."""
     ledger = ctx.service.ledger
@@ -39,7 +45,7 @@ def introspect(
         sub=verified.owner,
         exp=int(verified.expires_at.timestamp()) if verified.expires_at else None,
         iat=int(issued_at.timestamp()) if issued_at else None,
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106 - the RFC 7662 token type, not a secret
         client_id=str(verified.token_id),
     )
 
@@ -50,7 +56,9 @@ def revoke(request: Request, ctx: Context, token: TokenField, token_type_hint: H
     address = client_address(request, ctx.trusted_proxies) or "unknown"
     now = time.monotonic()
     if ctx.revoke_limiter.is_blocked(address, now):
-        raise Problem(429, "Too many requests", "too many revocation reports; slow down", headers={"Retry-After": "60"})
+        raise Problem(
+            429, "Too many requests", "too many revocation reports; slow down", headers={"Retry-After": "60"}
+        )
     ctx.revoke_limiter.record(address, now)
     ctx.service.ledger.revoke_by_value(token, reporter=f"reporter {address}", source="rfc7009")
     return Response(status_code=200)

@@ -16,7 +16,9 @@ def whoami(verified: CurrentToken) -> UserInfo:
     assert token is not None
     return UserInfo(
         username=token.owner,
-        token=TokenSelf(id=token.token_id, name=token.name, scopes=token.scopes.as_list(), expires_at=token.expires_at),
+        token=TokenSelf(
+            id=token.token_id, name=token.name, scopes=token.scopes.as_list(), expires_at=token.expires_at
+        ),
     )
 
 

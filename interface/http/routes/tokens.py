@@ -32,9 +32,13 @@ def parse_token_id(text: str) -> uuid.UUID:
 
 
 @router.post("", status_code=201, response_model=TokenCreated, summary="Create a token")
-def create_token(body: TokenCreate, actor: CurrentAccount, ledger: LedgerDep, response: Response) -> TokenCreated:
+def create_token(
+    body: TokenCreate, actor: CurrentAccount, ledger: LedgerDep, response: Response
+) -> TokenCreated:
     """Create a token. The response is the only place its value is ever shown."""
-    issued = ledger.create_token(actor, name=body.name, scopes=body.scopes, expires_in_days=body.expires_in_days)
+    issued = ledger.create_token(
+        actor, name=body.name, scopes=body.scopes, expires_in_days=body.expires_in_days
+    )
     response.headers.update(NO_STORE)
     return TokenCreated(**TokenPublic.of(issued.record, ledger.clock.now()).model_dump(), token=issued.value)
 
@@ -57,7 +61,9 @@ def revoke_all(body: RevokeAll, actor: CurrentAccount, ledger: LedgerDep) -> Rev
         from datetime import UTC
 
         issued_before = issued_before.replace(tzinfo=UTC)
-    count = ledger.revoke_all(actor, owner=body.owner, issued_before=issued_before, all_owners=body.all_owners)
+    count = ledger.revoke_all(
+        actor, owner=body.owner, issued_before=issued_before, all_owners=body.all_owners
+    )
     return RevokedCount(revoked=count)
 
 
@@ -68,7 +74,11 @@ def get_token(token_id: str, actor: CurrentAccount, ledger: LedgerDep) -> TokenP
 
 @router.post("/{token_id}/regenerate", response_model=TokenCreated, summary="Regenerate a token's value")
 def regenerate_token(
-    token_id: str, actor: CurrentAccount, ledger: LedgerDep, response: Response, body: TokenRegenerate | None = None
+    token_id: str,
+    actor: CurrentAccount,
+    ledger: LedgerDep,
+    response: Response,
+    body: TokenRegenerate | None = None,
 ) -> TokenCreated:
     """A new value with the same name and scopes; the old value stops working at once."""
     kwargs = {}

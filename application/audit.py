@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from application.audit_ports import AuditQueries
 from application.ledger import Actor, Ledger
+from domain.account import normalise_username
 from domain.compliance import ComplianceReport, Policy, assess, summarise
 from domain.errors import PermissionDenied, ValidationError
 from domain.integrity import GENESIS, link
@@ -74,6 +75,8 @@ class Audit:
     ) -> AuditPage:
         """One page of the log. The cursor is the position of the last entry of the previous
         page, so pages are stable while events are appended and unaffected by position gaps."""
+        if owner is not None:
+            owner = normalise_username(owner)
         if not actor.is_admin:
             if owner not in (None, actor.username):
                 raise PermissionDenied("members see their own tokens' history only")
@@ -130,14 +133,14 @@ class Audit:
         usage = self.queries.usage_until(instant)
         tokens = []
         for token_id, values in state.items():
-            last_used, windows = usage.get(token_id, (None, 0))
+            last_used, uses = usage.get(token_id, (None, 0))
             if values["revoked_at"] is not None:
                 status = TokenState.REVOKED
             elif values["expires_at"] is not None and values["expires_at"] <= instant:
                 status = TokenState.EXPIRED
             else:
                 status = TokenState.ACTIVE
-            tokens.append(TokenAsOf(**values, state=status.value, last_used_at=last_used, use_count=windows))
+            tokens.append(TokenAsOf(**values, state=status.value, last_used_at=last_used, use_count=int(uses or 0)))
         return sorted(tokens, key=lambda t: (t.owner, t.created_at))
 
     # Exposure ------------------------------------------------------------------------------
@@ -151,8 +154,12 @@ class Audit:
         since, until = _aware(since, "since"), _aware(until, "until")
         _check_range(since, until)
         timelines: dict[uuid.UUID, dict[str, Any]] = {}
-        for e in self.queries.token_events(("Created", "Regenerated", "Revoked"), until=until):
+        # The whole history, not only up to `until`: a regeneration or revocation after the
+        # window still ends the span of the value that was live in it.
+        for e in self.queries.token_events(("Created", "Regenerated", "Revoked"), until=None):
             if e.event_type == "Created":
+                if e.at > until:
+                    continue
                 if not Scopes.parse(e.details["scopes"]).allows(wanted):
                     continue
                 timelines[e.subject_id] = {
@@ -379,7 +386,7 @@ def _overlap(
     since: datetime,
     until: datetime,
 ) -> tuple[datetime, datetime | None] | None:
-    """The span of [since, until] in which some value of the token was usable, if any.
+    """The part of [since, until] in which some value of the token was usable, if any.
 
     Each issue (creation or regeneration) is usable from its instant until the earliest of its
     expiry, the next issue, and the revocation."""
@@ -400,4 +407,5 @@ def _overlap(
             last = end if last is None else max(last, end)
     if first is None:
         return None
-    return first, None if open_ended else last
+    # Clipped to the window: when, inside it, some value of the token could be used.
+    return max(first, since), until if open_ended or last is None else min(last, until)

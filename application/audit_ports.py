@@ -20,7 +20,7 @@ class AuditQueries(Protocol):
         ...
 
     def usage_until(self, instant: datetime) -> dict[uuid.UUID, tuple[datetime, int]]:
-        """Per token: the last use and number of usage windows recorded at or before `instant`."""
+        """Per token: the last use and the number of uses recorded at or before `instant`."""
         ...
 
     def uses_between(

@@ -62,9 +62,11 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        if self.via_token is not None:
-            return self.scopes is not None and self.scopes.allows(Scope.ADMIN_ORG)
-        return self.role is Role.ADMIN
+        """An admin account; through a token, only if the token also grants admin:org (a
+        member's token with admin:org gives no more than the member has)."""
+        if self.role is not Role.ADMIN:
+            return False
+        return self.via_token is None or (self.scopes is not None and self.scopes.allows(Scope.ADMIN_ORG))
 
     @property
     def label(self) -> str:

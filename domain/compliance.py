@@ -117,7 +117,7 @@ def assess(
             f"not used for {(now - token.last_used_at).days} days",
             "revoke it if it is no longer needed",
         )
-    if token.last_used_at is not None:
+    if token.last_used_at is not None and token.last_used_at > stale_since:
         narrower = _narrower_scopes(granted, scope_uses, now - timedelta(days=policy.unused_scope_days))
         if narrower is not None:
             unused, suggested = narrower

@@ -79,7 +79,7 @@ class SqlAuditQueries:
 
     def usage_until(self, instant: datetime) -> dict[uuid.UUID, tuple[datetime, int]]:
         query = (
-            select(_a.c.subject_id, func.max(_a.c.used_last), func.count())
+            select(_a.c.subject_id, func.max(_a.c.used_last), func.sum(_a.c.use_count))
             .where(_a.c.event_type == "Used")
             .where(_a.c.at <= instant)
             .group_by(_a.c.subject_id)

@@ -217,6 +217,7 @@ class AuditProjector:
                         "expires_at": None,
                         "used_first": None,
                         "used_last": None,
+                        "use_count": None,
                     }
                 )
         if rows:
@@ -242,6 +243,7 @@ def _typed_columns(e: Event) -> dict[str, Any]:
         "expires_at": e.expires_at if kind in (Token.Created, Token.Regenerated) else None,
         "used_first": e.first_used_at if kind is Token.Used else None,
         "used_last": e.last_used_at if kind is Token.Used else None,
+        "use_count": e.count if kind is Token.Used else None,
     }
 
 

@@ -41,7 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # Bump whenever a table below changes: on start-up, read models of another version are
 # dropped and rebuilt from the event log (the event log itself never changes shape).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -105,6 +105,7 @@ audit = Table(
     Column("expires_at", UTCDateTime),  # Created, Regenerated
     Column("used_first", UTCDateTime),  # Used
     Column("used_last", UTCDateTime),  # Used
+    Column("use_count", BigInteger),  # Used: uses in the window
     Index("ix_rm_audit_subject", "subject_id", "position"),
     Index("ix_rm_audit_owner", "owner", "position"),
     Index("ix_rm_audit_type", "event_type", "position"),

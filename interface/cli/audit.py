@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from application.audit import EVENT_TYPES
@@ -232,6 +234,12 @@ def audit_export(ctx: click.Context, file: Path) -> None:
     out.print(f"exported {count} events to {file}; head {position} {digest}")
 
 
+def _plain_text(renderable: object) -> str:
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
 @click.group()
 def report() -> None:
     """Compliance reports."""
@@ -264,7 +272,7 @@ def report_compliance(
         "json": lambda: json.dumps(reports.report_json(result), indent=2) + "\n",
         "csv": lambda: reports.report_csv(result),
         "html": lambda: reports.report_html(result),
-        "table": lambda: reports.report_csv(result),
+        "table": lambda: _plain_text(reports.report_table(result)),
     }[fmt]()
     if output is None:
         sys.stdout.write(text)

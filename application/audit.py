@@ -140,7 +140,9 @@ class Audit:
                 status = TokenState.EXPIRED
             else:
                 status = TokenState.ACTIVE
-            tokens.append(TokenAsOf(**values, state=status.value, last_used_at=last_used, use_count=int(uses or 0)))
+            tokens.append(
+                TokenAsOf(**values, state=status.value, last_used_at=last_used, use_count=int(uses or 0))
+            )
         return sorted(tokens, key=lambda t: (t.owner, t.created_at))
 
     # Exposure ------------------------------------------------------------------------------

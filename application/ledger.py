@@ -303,7 +303,9 @@ class Ledger(Application[uuid.UUID]):
         all_owners: bool = False,
         source: str = "api",
     ) -> int:
-        """Revoke every active token of an owner (or of everybody), optionally only those issued before."""
+        """Revoke every token not yet revoked of an owner (or of everybody), optionally only those
+        whose value was issued before an instant. Expired tokens are included: once revoked they
+        can no longer be regenerated."""
         if all_owners:
             if not actor.is_admin:
                 raise PermissionDenied("only an admin may revoke the tokens of every owner")
@@ -320,18 +322,13 @@ class Ledger(Application[uuid.UUID]):
 
     def revoke_by_value(self, value: str, *, reporter: str, source: str = "revoke-endpoint") -> bool:
         """RFC 7009 leak intake: whoever holds a value may revoke it. True if it was active."""
-        parsed = token_format.parse(value)
-        if parsed is None:
+        # The verifier's path: no argon2 for malformed, unknown or revoked values, and the
+        # failed-attempts limit, so this open endpoint cannot be used to burn CPU either.
+        verification = self.verifier.verify(value, self.clock.now())
+        if not verification.ok or verification.token is None:
             return False
-        credential = self.read.credential(parsed.lookup_id)
-        if credential is None or credential.revoked:
-            return False
-        if not self.hasher.verify(credential.secret_hash, parsed.secret):
-            return False
-        return (
-            self._revoke_ids([credential.token_id], reason=RevokeReason.LEAKED, actor=reporter, source=source)
-            == 1
-        )
+        token_id = verification.token.token_id
+        return self._revoke_ids([token_id], reason=RevokeReason.LEAKED, actor=reporter, source=source) == 1
 
     def revoke_self(self, verified: Verification, *, source: str = "api") -> bool:
         token = _require(verified)
@@ -400,22 +397,40 @@ class Ledger(Application[uuid.UUID]):
     ) -> None:
         token = _require(verification)
         use = Use(at=self.clock.now(), scope=scope, address=address, user_agent=user_agent)
-        self.usage.record(token.token_id, use, verification.rehashed)
+        self.usage.record(token.token_id, use, verification.rehashed, token.lookup_id)
 
-    def _write_usage(self, batch: Batch) -> None:
+    def _write_usage(self, batch: Batch) -> int:
+        """One transaction for the whole batch; returns the number of `Used` events written."""
+        written = 0
+
         def write() -> list[Any]:
+            nonlocal written
+            written = 0
             now = self.clock.now()
-            touched = []
-            for token_id, pending in batch.items():
-                try:
-                    token = self._token(token_id)
-                except TokenNotFound:
-                    continue
-                if token.record_use(pending.window.summary(), now=now, secret_hash=pending.rehashed):
-                    touched.append(token)
-            return touched
+            touched: dict[uuid.UUID, Token] = {}
+            for pending in batch:
+                token = touched.get(pending.token_id)
+                if token is None:
+                    try:
+                        token = self._token(pending.token_id)
+                    except TokenNotFound:
+                        continue
+                # A rehash belongs to the value that was verified; after a regeneration it
+                # would put the old secret back, so it is dropped.
+                rehash = pending.rehashed if pending.rehash_lookup_id == token.lookup_id else None
+                if token.record_use(pending.window.summary(), now=now, secret_hash=rehash):
+                    touched[token.id] = token
+                    written += 1
+            return list(touched.values())
 
-        self._command(write)
+        self._command(write, wait_for_read_models=False)
+        try:
+            self.sync.wait_for(self.recorder.max_notification_id() or 0)
+        except Exception:
+            # The events are committed: retrying them would write them twice. The read models
+            # catch up on the next command or background pass.
+            log.exception("read models did not catch up after writing usage")
+        return written
 
     # Queries (read models only) ----------------------------------------------------------
 
@@ -459,19 +474,23 @@ class Ledger(Application[uuid.UUID]):
             raise RuntimeError(f"read model lacks token {token_id} after its command returned")
         return record
 
-    def _save(self, *aggregates: Any) -> None:
+    def _save(self, *aggregates: Any, wait_for_read_models: bool = True) -> None:
         recordings = self.save(*aggregates)
-        if recordings:
+        if recordings and wait_for_read_models:
             self.sync.wait_for(recordings[-1].notification.id)
 
     def _command(
-        self, build: Callable[[], list[T]], conflict: Callable[[], Exception] | None = None
+        self,
+        build: Callable[[], list[T]],
+        conflict: Callable[[], Exception] | None = None,
+        *,
+        wait_for_read_models: bool = True,
     ) -> list[T]:
         """Run `build` and save what it touched; on a concurrent write, reload and try again."""
         for _ in range(COMMAND_ATTEMPTS):
             touched = build()
             try:
-                self._save(*touched)
+                self._save(*touched, wait_for_read_models=wait_for_read_models)
             except IntegrityError:
                 continue
             return touched

@@ -1,9 +1,10 @@
 """Usage recording off the hot path.
 
 Verification only adds a use to an in-memory window (a dict update under a lock). A background
-thread turns each token's window into one `Used` event every `window_seconds` (at once when the
-window is 0) and writes all of them in one batch. `stop()` flushes what is pending; a hard crash
-loses at most the uses of the current, unflushed window.
+thread turns each token's window into one `Used` event every `window_seconds` (with a window of
+0, every use becomes its own event, written as soon as the thread wakes) and writes them in one
+batch. `stop()` flushes what is pending; a hard crash loses at most the uses of the current,
+unflushed window.
 """
 
 from __future__ import annotations
@@ -21,20 +22,24 @@ log = logging.getLogger("tokenledger.usage")
 
 @dataclass
 class PendingUsage:
+    token_id: uuid.UUID
     window: UsageWindow
+    # A fresh hash of the secret behind `rehash_lookup_id`, made because the hasher's parameters
+    # changed; recorded only while that lookup id is still the token's current one.
     rehashed: str | None = None
+    rehash_lookup_id: str | None = None
 
 
-Batch = dict[uuid.UUID, PendingUsage]
+Batch = list[PendingUsage]
 
 
 class UsageRecorder:
-    def __init__(self, write_batch: Callable[[Batch], None], window_seconds: float) -> None:
+    def __init__(self, write_batch: Callable[[Batch], int], window_seconds: float) -> None:
         if window_seconds < 0:
             raise ValueError("the usage window cannot be negative")
         self.write_batch = write_batch
         self.window_seconds = window_seconds
-        self._pending: Batch = {}
+        self._pending: dict[uuid.UUID, list[PendingUsage]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -46,41 +51,50 @@ class UsageRecorder:
     def queue_depth(self) -> int:
         return len(self._pending)
 
-    def record(self, token_id: uuid.UUID, use: Use, rehashed: str | None = None) -> None:
+    def record(
+        self, token_id: uuid.UUID, use: Use, rehashed: str | None = None, lookup_id: str | None = None
+    ) -> None:
         with self._lock:
-            pending = self._pending.get(token_id)
-            if pending is None:
-                self._pending[token_id] = PendingUsage(UsageWindow.starting_with(use), rehashed)
-            else:
+            windows = self._pending.setdefault(token_id, [])
+            if windows and self.window_seconds > 0:
+                pending = windows[-1]
                 pending.window.add(use)
-                pending.rehashed = rehashed or pending.rehashed
+                if rehashed:
+                    pending.rehashed, pending.rehash_lookup_id = rehashed, lookup_id
+            else:
+                windows.append(PendingUsage(token_id, UsageWindow.starting_with(use), rehashed, lookup_id))
         if self.window_seconds == 0:
             self._wake.set()
 
     def flush(self) -> int:
-        """Write everything pending now; returns the number of tokens written."""
+        """Write everything pending now; returns the number of `Used` events written."""
         with self._flush_lock:
             with self._lock:
-                batch, self._pending = self._pending, {}
+                pending, self._pending = self._pending, {}
+            batch = [p for windows in pending.values() for p in windows]
             if not batch:
                 return 0
             try:
-                self.write_batch(batch)
+                written = self.write_batch(batch)
             except Exception:
-                # Put the uses back so the next flush retries them; nothing acknowledged is dropped.
-                self._merge_back(batch)
+                # Nothing was committed: put the uses back so the next flush retries them.
+                self._merge_back(pending)
                 raise
-            self.events_written += len(batch)
-            return len(batch)
+            self.events_written += written
+            return written
 
-    def _merge_back(self, batch: Batch) -> None:
+    def _merge_back(self, failed: dict[uuid.UUID, list[PendingUsage]]) -> None:
         with self._lock:
-            for token_id, pending in batch.items():
-                newer = self._pending.get(token_id)
-                if newer is not None:
-                    pending.window.merge(newer.window)
-                    pending.rehashed = newer.rehashed or pending.rehashed
-                self._pending[token_id] = pending
+            for token_id, windows in failed.items():
+                newer = self._pending.get(token_id, [])
+                if self.window_seconds > 0 and newer:
+                    for later in newer:
+                        windows[-1].window.merge(later.window)
+                        if later.rehashed:
+                            windows[-1].rehashed = later.rehashed
+                            windows[-1].rehash_lookup_id = later.rehash_lookup_id
+                    newer = []
+                self._pending[token_id] = windows + newer
 
     def start(self) -> None:
         if self._thread is not None:

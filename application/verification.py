@@ -38,6 +38,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     token_id: uuid.UUID
+    lookup_id: str
     owner: str
     name: str
     scopes: Scopes
@@ -150,7 +151,7 @@ class Verifier:
             return Verification(Outcome.EXPIRED)
         digest = self.cache.digest(value)
         if self.cache.matches(digest, credential.secret_hash):
-            return Verification(Outcome.VALID, _verified(credential))
+            return Verification(Outcome.VALID, _verified(credential, parsed.lookup_id))
         return self._verify_with_argon2(parsed, credential, digest, now)
 
     def _verify_with_argon2(
@@ -168,12 +169,15 @@ class Verifier:
         # Remember the hash this value verified against: once the rehash is recorded the read
         # model holds the new one, and the next use verifies (and is cached) against that.
         self.cache.remember(digest, credential.secret_hash)
-        return Verification(Outcome.VALID, _verified(credential), rehashed=rehashed, used_argon2=True)
+        return Verification(
+            Outcome.VALID, _verified(credential, parsed.lookup_id), rehashed=rehashed, used_argon2=True
+        )
 
 
-def _verified(credential: Credential) -> VerifiedToken:
+def _verified(credential: Credential, lookup_id: str) -> VerifiedToken:
     return VerifiedToken(
         token_id=credential.token_id,
+        lookup_id=lookup_id,
         owner=credential.owner,
         name=credential.name,
         scopes=Scopes.parse(credential.scopes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,8 @@ class TokenName:
     def parse(cls, text: object) -> TokenName:
         if not isinstance(text, str):
             raise InvalidName("name", "name must be a string")
-        text = text.strip()
+        # NFC: "Café" typed with a combining accent is the same name as with a precomposed é.
+        text = unicodedata.normalize("NFC", text.strip())
         if not text:
             raise InvalidName("name", "name must not be empty")
         if len(text) > NAME_MAX_LENGTH:

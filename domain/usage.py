@@ -8,6 +8,7 @@ from datetime import datetime
 MAX_ADDRESSES = 10
 MAX_USER_AGENTS = 10
 MAX_USER_AGENT_LENGTH = 200
+MAX_ADDRESS_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,8 @@ class UsageWindow:
         self.last_used_at = max(self.last_used_at, use.at)
         if use.scope:
             self.scopes.add(use.scope)
-        _remember(self.addresses, use.address, MAX_ADDRESSES)
+        address = use.address[:MAX_ADDRESS_LENGTH] if use.address else None
+        _remember(self.addresses, address, MAX_ADDRESSES)
         agent = use.user_agent[:MAX_USER_AGENT_LENGTH] if use.user_agent else None
         _remember(self.user_agents, agent, MAX_USER_AGENTS)
 

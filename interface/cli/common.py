@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+from rich.text import Text
 
 from application.ledger import Actor
 from domain.account import Role
@@ -39,7 +40,7 @@ def open_service(ctx: click.Context) -> Iterator[Service]:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(Text("error: ", style="bold red") + Text(message))
     sys.exit(code)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from domain.account import Role
 from domain.expiry import parse_cli_expiry
@@ -134,7 +135,7 @@ def tokens_create(ctx: click.Context, owner: str, name: str, scopes: tuple[str, 
 
 def _print_issued(value: str, token_id: uuid.UUID, expires_at: Any) -> None:
     err.print(f"token {token_id}, expires {when(expires_at)}")
-    err.print("[yellow]Copy the value now: it is not stored and will not be shown again.[/]", markup=True)
+    err.print(Text("Copy the value now: it is not stored and will not be shown again.", style="yellow"))
     click.echo(value)
 
 
@@ -262,7 +263,11 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
     with open_service(ctx) as service:
         runner = service.projections
         head = runner.recorder.max_notification_id() or 0
-        chosen = names or tuple(p.name for p in runner.projectors)
+        known = [p.name for p in runner.projectors]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            fail(f"no projection named {unknown[0]!r}; known: {', '.join(known)}")
+        chosen = names or tuple(known)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

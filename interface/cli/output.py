@@ -14,8 +14,19 @@ from rich.table import Table
 from domain.views import HistoryEntry, TokenRecord
 
 # Piped output is read by people too (and by tests): give tables room rather than rich's 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+# markup=False: names, scopes and messages are user text and are printed as typed ("[bold]CI"
+# is a legal token name); styling is applied with Text objects instead.
+out = Console(
+    highlight=False, soft_wrap=True, markup=False, emoji=False, width=None if sys.stdout.isatty() else 160
+)
+err = Console(
+    stderr=True,
+    highlight=False,
+    soft_wrap=True,
+    markup=False,
+    emoji=False,
+    width=None if sys.stderr.isatty() else 160,
+)
 
 
 def when(value: datetime | None, *, never: str = "never") -> str:

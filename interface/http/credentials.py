@@ -62,21 +62,23 @@ def parse_authorization(header: str | None) -> Credential | None:
     return PasswordCredential(username, password)
 
 
+def _address(text: str) -> str | None:
+    """A normalised IP address, without an IPv6 zone id (client-controlled, of any length)."""
+    try:
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    return str(address)
+
+
 def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) -> str | None:
     """The client's address; X-Forwarded-For is believed only when the peer is a trusted proxy."""
     peer = connection.client.host if connection.client else None
     if peer in trusted_proxies:
         forwarded = connection.headers.get("x-forwarded-for")
         if forwarded:
-            candidate = forwarded.split(",")[0].strip()
-            try:
-                return str(ipaddress.ip_address(candidate))
-            except ValueError:
-                return peer
+            return _address(forwarded.split(",")[0]) or peer
         real = connection.headers.get("x-real-ip")
         if real:
-            try:
-                return str(ipaddress.ip_address(real.strip()))
-            except ValueError:
-                return peer
+            return _address(real) or peer
     return peer

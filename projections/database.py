@@ -92,6 +92,11 @@ class Database:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if writer:
+                # Read models only: they are rebuilt from the log and commit their positions with
+                # their rows, so losing the last commits to a power cut costs a catch-up, never
+                # consistency. The event store's own connections keep synchronous=FULL.
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")

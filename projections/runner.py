@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
 
 from projections import schema
 from projections.projectors import Item, Projector
@@ -122,16 +123,15 @@ class ProjectionRunner:
                 return 0, start
             events = [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications]
             last = notifications[-1].id
-            for projector in self.projectors:
-                done = positions.get(projector.name, 0)
-                todo = [item for item in events if item.position > done]
-                if todo:
-                    projector.apply(conn, todo)
-                    conn.execute(
-                        update(schema.positions)
-                        .where(schema.positions.c.name == projector.name)
-                        .values(position=last)
-                    )
+            moved = {}
+            with self._flushing(self.projectors, conn):
+                for projector in self.projectors:
+                    done = positions.get(projector.name, 0)
+                    todo = [item for item in events if item.position > done]
+                    if todo:
+                        projector.apply(conn, todo)
+                        moved[projector.name] = last
+            self._set_positions(conn, moved)
         self._caught_up_to = max(self._caught_up_to, last)
         return len(notifications), last
 
@@ -167,36 +167,64 @@ class ProjectionRunner:
     def lag(self) -> int:
         return max((s.lag for s in self.status()), default=0)
 
-    def rebuild(self, name: str, *, progress: Progress | None = None) -> int:
-        """Drop a projection's rows and replay the whole log into it, in one transaction:
-        readers see the old rows until the new ones are complete."""
-        projector = next((p for p in self.projectors if p.name == name), None)
-        if projector is None:
-            known = ", ".join(p.name for p in self.projectors)
-            raise KeyError(f"no projection named {name!r}; known: {known}")
-        total = 0
+    def rebuild(self, *names: str, progress: Progress | None = None) -> int:
+        """Drop the named projections' rows (all of them when none is named) and replay the whole
+        log into them, reading and decoding it once, in one transaction: readers see the old rows
+        until the new ones are complete. Returns the number of events replayed."""
+        known = {p.name: p for p in self.projectors}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise KeyError(f"no projection named {unknown[0]!r}; known: {', '.join(known)}")
+        chosen = [known[n] for n in names] if names else list(self.projectors)
+        total = last = 0
         with self._lock, self.engine.begin() as conn:
             self._lock_writers(conn)
-            for table in projector.tables:
-                conn.execute(delete(table))
-            last = 0
-            while True:
-                notifications = self.recorder.select_notifications(
-                    start=last, limit=self.batch_size, inclusive_of_start=False
-                )
-                if not notifications:
-                    break
-                projector.apply(conn, [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications])
-                last = notifications[-1].id
-                total += len(notifications)
-                if progress:
-                    progress(total, last)
-            conn.execute(
-                update(schema.positions)
-                .where(schema.positions.c.name == projector.name)
-                .values(position=last)
-            )
+            for projector in chosen:
+                for table in projector.tables:
+                    conn.execute(delete(table))
+            with self._flushing(chosen, conn):
+                while True:
+                    notifications = self.recorder.select_notifications(
+                        start=last, limit=self.batch_size, inclusive_of_start=False
+                    )
+                    if not notifications:
+                        break
+                    items = [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications]
+                    for projector in chosen:
+                        projector.apply(conn, items)
+                    last = notifications[-1].id
+                    total += len(notifications)
+                    if progress:
+                        progress(total, last)
+            self._set_positions(conn, {p.name: last for p in chosen})
         return total
+
+    @staticmethod
+    @contextmanager
+    def _flushing(projectors: Sequence[Projector], conn: Connection) -> Iterator[None]:
+        """Let accumulating projectors write what they gathered before the commit, or forget it
+        if the transaction fails."""
+        try:
+            yield
+            for projector in projectors:
+                flush = getattr(projector, "flush", None)
+                if flush is not None:
+                    flush(conn)
+        except BaseException:
+            for projector in projectors:
+                discard = getattr(projector, "discard", None)
+                if discard is not None:
+                    discard()
+            raise
+
+    @staticmethod
+    def _set_positions(conn: Connection, positions: dict[str, int]) -> None:
+        if positions:
+            p = schema.positions
+            conn.execute(
+                update(p).where(p.c.name == bindparam("k_name")).values(position=bindparam("v_position")),
+                [{"k_name": name, "v_position": position} for name, position in positions.items()],
+            )
 
     # Background --------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from domain.scopes import DESCRIPTIONS, Scope
 from interface.cli.audit import audit, report
 from interface.cli.common import Instant, clean_errors, fail, open_service, operator, parse_id
 from interface.cli.output import err, out, print_json, record_json, token_table, when
+from interface.cli.rotate import rotate_self
+from interface.cli.scan import scan
 from interface.settings import Settings, SettingsError
 
 
@@ -275,15 +277,16 @@ def projections_rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
             TimeElapsedColumn(),
             console=err,
         ) as bar:
-            for name in chosen:
-                task = bar.add_task(f"rebuilding {name}", total=head)
-                runner.rebuild(name, progress=lambda _read, last, task=task: bar.update(task, completed=last))
-                bar.update(task, completed=head)
+            task = bar.add_task(f"rebuilding {', '.join(chosen)}", total=head)
+            runner.rebuild(*chosen, progress=lambda _read, last: bar.update(task, completed=last))
+            bar.update(task, completed=head)
     out.print(f"rebuilt {', '.join(chosen)} up to position {head}")
 
 
 cli.add_command(audit)
 cli.add_command(report)
+cli.add_command(scan)
+cli.add_command(rotate_self)
 
 
 def main() -> None:
@@ -292,10 +295,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-# registered by the scanner work
-from interface.cli import rotate, scan  # noqa: E402
-
-cli.add_command(scan.scan)
-cli.add_command(rotate.rotate_self)

@@ -84,6 +84,13 @@ def use(
 
 
 @pytest.fixture
+def settings(database_url: str) -> Settings:
+    """A usage window longer than any test: uses made without `flush` join the token's pending
+    window, and each explicit flush writes it as one `Used` event, as the scenario describes."""
+    return Settings(database_url=database_url, usage_window_seconds=60, argon2=CHEAP_ARGON2)
+
+
+@pytest.fixture
 def scenario(
     service: Service, ledger: Ledger, clock: FakeClock, alice: Actor, bob: Actor, admin: Actor
 ) -> Scenario:

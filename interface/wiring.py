@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import psycopg
 
 from application.audit import Audit
 from application.clock import SystemClock
@@ -44,7 +49,45 @@ def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHashe
     database = Database.parse(settings.database_url)
     runner = ProjectionRunner(database.engine(writer=True), [p() for p in ALL_PROJECTORS])
     read_models = SqlReadModels(database.engine(writer=False), CredentialReader(database))
-    ledger = Ledger(
+    with _schema_lock(database):
+        ledger = _ledger(settings, database, clock, hasher, read_models, runner)
+        runner.bind(ledger.recorder, ledger.mapper)
+        runner.create_tables()
+    runner.catch_up()
+    audit = Audit(ledger, SqlAuditQueries(read_models.engine, read_models))
+    return Service(settings, database, ledger, runner, read_models, audit)
+
+
+# Any fixed number will do, as long as nothing else on the server uses it for an advisory lock.
+_SCHEMA_LOCK_KEY = zlib.crc32(b"tokenledger schema") - 2**31
+
+
+@contextlib.contextmanager
+def _schema_lock(database: Database) -> Iterator[None]:
+    """Serialise the start-up DDL of processes that start at the same moment (server workers,
+    CLI runs): on PostgreSQL, concurrent CREATE TABLE / CREATE OR REPLACE FUNCTION statements
+    of the event store fail one of them with "tuple concurrently updated". SQLite serialises
+    writers itself."""
+    if database.is_sqlite:
+        yield
+        return
+    with psycopg.connect(database.psycopg_conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+
+
+def _ledger(
+    settings: Settings,
+    database: Database,
+    clock: Clock | None,
+    hasher: SecretHasher | None,
+    read_models: SqlReadModels,
+    runner: ProjectionRunner,
+) -> Ledger:
+    return Ledger(
         database.eventsourcing_env()
         | {"AGGREGATE_CACHE_MAXSIZE": "10000", "AGGREGATE_CACHE_FASTFORWARD": "y"},
         clock=clock or SystemClock(),
@@ -55,8 +98,3 @@ def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHashe
         failure_limit=settings.failure_limit,
         failure_window_seconds=settings.failure_window_seconds,
     )
-    runner.bind(ledger.recorder, ledger.mapper)
-    runner.create_tables()
-    runner.catch_up()
-    audit = Audit(ledger, SqlAuditQueries(read_models.engine, read_models))
-    return Service(settings, database, ledger, runner, read_models, audit)

@@ -65,7 +65,8 @@ def parse_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a token id (a UUID)") from None
+        # Not echoed: what lands here is sometimes a token value pasted in the wrong place.
+        raise click.BadParameter("not a token id (a UUID such as 0b6f9c1e-...; see `tokens list`)") from None
 
 
 INSTANT_FORMATS = [

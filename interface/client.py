@@ -13,12 +13,20 @@ import httpx
 class ApiError(Exception):
     """A problem document from the server (RFC 9457)."""
 
-    def __init__(self, status: int, title: str, detail: str, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        body: dict[str, Any] | None = None,
+        headers: httpx.Headers | None = None,
+    ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
         self.body = body or {}
+        self.headers = headers if headers is not None else httpx.Headers()  # e.g. Retry-After on a 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,7 @@ class Client:
                 body.get("title", response.reason_phrase),
                 body.get("detail", response.text[:200]),
                 body,
+                response.headers,
             )
         return response
 

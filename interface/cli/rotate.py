@@ -13,6 +13,7 @@ import httpx
 from domain import token_format
 from interface.cli.common import fail
 from interface.cli.output import err, when
+from interface.cli.scan import RedactedErrors, redact_text
 from interface.client import ApiError, Client, Token
 
 
@@ -22,9 +23,11 @@ def current_value(token_env: str, from_stdin: bool) -> str:
         source = "standard input"
     else:
         value = os.environ.get(token_env, "").strip()
-        source = f"${token_env}"
+        source = f"${redact_text(token_env)}"
         if not value:
-            raise click.UsageError(f"set {token_env} to the current token value, or pass --stdin")
+            raise click.UsageError(
+                f"set {redact_text(token_env)} to the current token value, or pass --stdin"
+            )
     if not token_format.is_well_formed(value):
         raise click.UsageError(f"{source} does not hold a tokenledger token (wrong shape or checksum)")
     return value
@@ -56,22 +59,30 @@ class PrivateFile:
             os.unlink(self.temporary)
 
 
-def rotate(url: str, value: str) -> Token:
+def rotate(url: str, value: str) -> tuple[Token, str]:
     try:
         with Client(url, token=value) as client:
             rotated = client.rotate_self()
     except ApiError as error:
         if error.status == 401:
             fail("the server did not accept the current value: it is revoked, expired or unknown")
-        fail(f"the server refused the rotation: {error}")
+        fail(redact_text(f"the server refused the rotation: {error}"))
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        fail(redact_text(f"could not reach {url}: {error}; nothing was changed"))
     except httpx.HTTPError as error:
-        fail(f"could not reach {url}: {error}")
+        # Sent, but no answer: the server may have rotated, and then the new value is lost.
+        fail(
+            redact_text(
+                f"no answer from {url} ({error!r}): the token may or may not have been rotated; if the "
+                "current value no longer works, regenerate the token"
+            )
+        )
     if not rotated.value:
         fail("the server's answer carries no new value")
-    return rotated
+    return rotated, rotated.value
 
 
-@click.command("rotate-self")
+@click.command("rotate-self", cls=RedactedErrors)
 @click.option(
     "--url", required=True, envvar="TOKENLEDGER_URL", help="The tokenledger server (or TOKENLEDGER_URL)."
 )
@@ -89,7 +100,7 @@ def rotate(url: str, value: str) -> Token:
     "--output",
     "-o",
     type=click.Path(dir_okay=False),
-    help="Write the new value to this file (mode 0600) instead of standard output.",
+    help="Write the new value (alone, no newline) to this file (mode 0600) instead of standard output.",
 )
 def rotate_self(url: str, token_env: str, from_stdin: bool, output: str | None) -> None:
     """Replace the current token value with a new one: same token, name and scopes.
@@ -100,32 +111,31 @@ def rotate_self(url: str, token_env: str, from_stdin: bool, output: str | None) 
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("give the server's http:// or https:// address", param_hint="--url")
     value = current_value(token_env, from_stdin)
-    target = None
+    target, shown = None, redact_text(output or "")
     if output is not None:
         try:
             target = PrivateFile(output)
         except OSError as error:
             raise click.BadParameter(
-                f"cannot write next to {output}: {error.strerror}", param_hint="--output"
+                f"cannot write next to {shown}: {error.strerror}", param_hint="--output"
             ) from None
     try:
-        rotated = rotate(url, value)
+        rotated, new_value = rotate(url, value)
     except BaseException:
         if target is not None:
             target.discard()
         raise
-    assert rotated.value is not None  # rotate() fails otherwise
     expiry = f"expires {when(rotated.expires_at)}" if rotated.expires_at else "does not expire"
     err.print(
         f"rotated token {rotated.id} ({rotated.name}); the new value {expiry}", markup=False, emoji=False
     )
     if target is None:
-        click.echo(rotated.value)
-    else:
-        try:
-            target.commit(rotated.value + "\n")
-        except OSError as error:
-            target.discard()
-            # Not printed instead: a value in a job log is a leak; a lost one only needs regenerating.
-            fail(f"the token was rotated but {output} could not be written ({error.strerror}); regenerate it")
-        err.print(f"wrote the new value to {output} (mode 0600)", markup=False, emoji=False)
+        click.echo(new_value)
+        return
+    try:
+        target.commit(new_value)  # no newline: secret stores take the file's bytes as the value
+    except OSError as error:
+        target.discard()
+        # Not printed instead: a value in a job log is a leak; a lost one only needs regenerating.
+        fail(f"the token was rotated but {shown} could not be written ({error.strerror}); regenerate it")
+    err.print(f"wrote the new value to {shown} (mode 0600)", markup=False, emoji=False)

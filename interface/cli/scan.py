@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import click
 import httpx
 from rich.table import Table
+from rich.text import Text
 
 from domain import token_format
 from interface.cli.common import fail
@@ -31,7 +33,13 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 BINARY_SNIFF_BYTES = 8 * 1024
 RULE_ID = "tokenledger/committed-token"
 _TOKEN_BYTES_RE = re.compile(rb"\b" + token_format.TOKEN_PATTERN.encode("ascii") + rb"\b")
+_TOKEN_SHAPE_RE = re.compile(token_format.TOKEN_PATTERN)
 _VCS_DIRS = frozenset({".git", ".hg", ".svn"})
+USER_AGENT = "tokenledger-scan (leak report)"
+PROBE_SCOPE = "admin:ssh_key"  # the scope a leaked token is least likely to hold (see report_leak)
+REPORT_ATTEMPTS = 5
+DEFAULT_RETRY_AFTER = 60
+MAX_RETRY_AFTER = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,7 @@ class Finding:
     def shown_path(self) -> str:
         """Relative to the current directory when below it, absolute otherwise."""
         relative = os.path.relpath(self.path, os.path.realpath(os.curdir))
-        return self.path if relative.startswith(os.pardir) else relative
+        return redact_text(self.path if relative.startswith(os.pardir) else relative)
 
 
 @dataclass
@@ -75,6 +83,29 @@ class Hit:
 
 def redact(lookup_id: str) -> str:
     return f"{token_format.PREFIX}{lookup_id}…"
+
+
+def redact_text(text: str) -> str:
+    """`text` with anything of the token shape cut to `opat_<lookup id>…`: for echoing user input."""
+    start = len(token_format.PREFIX)
+    return _TOKEN_SHAPE_RE.sub(
+        lambda m: redact(m.group()[start : start + token_format.LOOKUP_ID_LENGTH]), text
+    )
+
+
+class RedactedErrors(click.Command):
+    """A command whose usage errors never echo a token value given in the wrong place.
+
+    click quotes what it could not parse ("Got unexpected extra argument (...)", "'...' is not a
+    valid integer"); a value pasted there must not end up in a terminal or a job log.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            error.message = redact_text(error.message)
+            raise
 
 
 # Scanning bytes ----------------------------------------------------------------------------
@@ -281,7 +312,9 @@ def history_scopes(paths: Iterable[str]) -> dict[str, list[str]]:
     for path in paths:
         top = repository_of(path)
         if top is None:
-            raise click.UsageError(f"{path} is not in a git repository (needed by --git-history)")
+            raise click.UsageError(
+                f"{redact_text(path)} is not in a git repository (needed by --git-history)"
+            )
         below = os.path.relpath(os.path.realpath(path), top).replace(os.sep, "/")
         if below == os.curdir:
             scopes[top] = []  # the whole repository
@@ -324,28 +357,51 @@ def report_leaks(url: str, findings: Iterable[Finding]) -> list[Reported]:
     """Send each value found to the RFC 7009 intake, once; tell revoked from already inactive."""
     distinct = {f.value: f.lookup_id for f in findings}
     with Client(url) as anyone:
+        anyone.http.headers["User-Agent"] = USER_AGENT
         return [report_leak(url, anyone, value, lookup_id) for value, lookup_id in distinct.items()]
 
 
 def report_leak(url: str, anyone: Client, value: str, lookup_id: str) -> Reported:
-    # Nobody may introspect without a service account, so the value itself asks /auth/check
-    # before (204: it was active) and after (401: it is not now) the report.
+    # The intake answers 200 either way, and only a service account may introspect, so the value
+    # itself asks /auth/check before the report (active?) and after it (inactive now?). It asks for
+    # PROBE_SCOPE: a token without that scope gets 403, which says "active" without being recorded
+    # as a use, so the exposure query read after the leak does not list the scanner as a user.
     try:
         with Client(url, token=value) as holder:
-            before = holder.auth_check().status
-            anyone.report_leak(value)
-            after = holder.auth_check().status
+            holder.http.headers["User-Agent"] = USER_AGENT
+            before = holder.auth_check(PROBE_SCOPE).status
+            send_report(anyone, value)
+            after = holder.auth_check(PROBE_SCOPE).status
     except ApiError as error:
-        return Reported(lookup_id, "failed", f"the server refused the report: {error}")
+        return Reported(lookup_id, "failed", redact_text(f"the server refused the report: {error}"))
     except httpx.HTTPError as error:
-        return Reported(lookup_id, "failed", f"could not reach {url}: {error}")
+        return Reported(lookup_id, "failed", redact_text(f"could not reach {url}: {error}"))
     if after != 401:
         return Reported(lookup_id, "failed", f"still accepted after the report (HTTP {after})")
-    if before == 204:
+    if before in (204, 403):
         return Reported(lookup_id, "revoked")
     if before == 401:
         return Reported(lookup_id, "already inactive")
     return Reported(lookup_id, "revoked or already inactive", f"the state before is unknown (HTTP {before})")
+
+
+def send_report(anyone: Client, value: str) -> None:
+    """POST /api/v1/revoke, waiting out the intake's rate limit (30 reports a minute per address)."""
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            anyone.report_leak(value)
+            return
+        except ApiError as error:
+            if error.status != 429 or attempt == REPORT_ATTEMPTS:
+                raise
+            wait = retry_after(error)
+        err.print(f"the leak intake asks to slow down; waiting {wait} s", markup=False, emoji=False)
+        time.sleep(wait)
+
+
+def retry_after(error: ApiError) -> int:
+    header = error.headers.get("retry-after", "")
+    return min(int(header), MAX_RETRY_AFTER) if header.isdigit() else DEFAULT_RETRY_AFTER
 
 
 # Formats -----------------------------------------------------------------------------------
@@ -474,7 +530,7 @@ def findings_table(findings: Sequence[Finding], with_history: bool) -> Table:
                 bool(f.commits) or not f.in_working_tree
             )
             row += [", ".join(places), " ".join(c[:12] for c in f.commits) or "-"]
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # Text: a path is shown as it is, never read as markup
     return table
 
 
@@ -483,7 +539,7 @@ def reported_table(reported: Sequence[Reported]) -> Table:
     for column in ("lookup id", "token", "outcome", "detail"):
         table.add_column(column, overflow="fold")
     for r in reported:
-        table.add_row(r.lookup_id, r.redacted, r.outcome, r.detail)
+        table.add_row(*map(Text, (r.lookup_id, r.redacted, r.outcome, r.detail)))
     return table
 
 
@@ -507,8 +563,8 @@ def summary(findings: Sequence[Finding], tally: Tally, max_bytes: int) -> str:
 # Command -----------------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.command(cls=RedactedErrors)
+@click.argument("paths", nargs=-1, type=click.Path())  # checked below, without echoing a pasted value
 @click.option(
     "--git-history", is_flag=True, help="Also scan every blob reachable from any ref of the repository."
 )
@@ -539,6 +595,9 @@ def scan(
     if report_url is not None and not re.match(r"https?://[^/\s]+", report_url):
         raise click.BadParameter("give the server's http:// or https:// address", param_hint="--report")
     paths = paths or (os.curdir,)
+    for path in paths:
+        if not os.path.lexists(path):
+            raise click.UsageError(f"no such file or directory: {redact_text(path)}")
     tally = Tally()
     history: list[Finding] = []
     if git_history:
@@ -546,7 +605,7 @@ def scan(
             for top, scope in history_scopes(paths).items():
                 history += scan_history(top, max_bytes, tally, scope)
         except GitError as error:
-            fail(f"could not read the git history: {error}", code=2)
+            fail(f"could not read the git history: {redact_text(str(error))}", code=2)
     findings = merge(scan_files(paths, max_bytes, tally), history)
     reported = report_leaks(report_url, findings) if report_url else None
     if output_format == "json":

@@ -27,6 +27,7 @@ from domain.errors import (
     AccountNotFound,
     AuthenticationFailed,
     Conflict,
+    InvalidUsername,
     NameTaken,
     PermissionDenied,
     TokenNotFound,
@@ -45,6 +46,7 @@ log = logging.getLogger("tokenledger.ledger")
 
 T = TypeVar("T")
 COMMAND_ATTEMPTS = 5
+READ_YOUR_WRITES_ATTEMPTS = 3
 # Reads of a path that does not depend on the secret take as long as a real check.
 _DUMMY_SECRET = "not-a-real-password"
 
@@ -456,7 +458,13 @@ class Ledger(Application[uuid.UUID]):
     # Helpers -----------------------------------------------------------------------------
 
     def _owner_for(self, actor: Actor, owner: str | None) -> str:
-        if owner is None or normalise_username(owner) == actor.username:
+        if owner is None:
+            return actor.username
+        try:
+            wanted = normalise_username(owner)
+        except InvalidUsername as error:
+            raise InvalidUsername("owner", error.detail) from None  # the field the caller named
+        if wanted == actor.username:
             return actor.username
         if not actor.is_admin:
             raise PermissionDenied("only an admin may act on another owner's tokens")
@@ -477,7 +485,18 @@ class Ledger(Application[uuid.UUID]):
     def _save(self, *aggregates: Any, wait_for_read_models: bool = True) -> None:
         recordings = self.save(*aggregates)
         if recordings and wait_for_read_models:
-            self.sync.wait_for(recordings[-1].notification.id)
+            position = recordings[-1].notification.id
+            # The change is stored: from here on, failing the command would report as lost a
+            # change that was made (and, for a create, lose the only copy of the value). A busy
+            # read-model store gets more tries before the error is let through.
+            for attempt in range(1, READ_YOUR_WRITES_ATTEMPTS + 1):
+                try:
+                    self.sync.wait_for(position)
+                    break
+                except Exception:
+                    if attempt == READ_YOUR_WRITES_ATTEMPTS:
+                        raise
+                    log.warning("read models not caught up to %s (attempt %s); retrying", position, attempt)
 
     def _command(
         self,

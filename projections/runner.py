@@ -109,20 +109,27 @@ class ProjectionRunner:
         return total
 
     def _catch_up_batch(self) -> tuple[int, int]:
-        """One transaction: read a batch after the lowest position, apply it to each projector
-        that has not seen it, move their positions. Returns (notifications read, position)."""
+        """One transaction: apply a batch read after the lowest position to each projector that
+        has not seen it, and move their positions. Returns (notifications read, position).
+
+        The batch is read before the write transaction begins. On SQLite the read models share
+        the file with the event store, and holding the file's write lock while asking the event
+        store's connection pool for a reader could deadlock with a command in this process that
+        holds the pool's writer and waits for the file. Positions are read again under the lock,
+        so events another process applied in the meantime are not applied twice."""
+        with self.engine.connect() as conn:
+            start = min(self._positions(conn).get(p.name, 0) for p in self.projectors)
+        notifications = self.recorder.select_notifications(
+            start=start, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            self._caught_up_to = max(self._caught_up_to, start)
+            return 0, start
+        events = [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications]
+        last = notifications[-1].id
         with self.engine.begin() as conn:
             self._lock_writers(conn)
             positions = self._positions(conn)
-            start = min(positions.get(p.name, 0) for p in self.projectors)
-            notifications = self.recorder.select_notifications(
-                start=start, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
-                self._caught_up_to = max(self._caught_up_to, start)
-                return 0, start
-            events = [Item(n.id, self.mapper.to_domain_event(n), n) for n in notifications]
-            last = notifications[-1].id
             moved = {}
             with self._flushing(self.projectors, conn):
                 for projector in self.projectors:

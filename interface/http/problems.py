@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy.exc
+from eventsourcing.persistence import ConnectionUnavailableError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -148,6 +150,27 @@ def install(app: FastAPI, html_page: HtmlPage | None = None) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        if _is_busy(error):
+            # The store stayed busy past its timeouts: a rolled-back write, or a read that gave
+            # up. Not the client's fault and not a crash: say when to come back.
+            log.warning("store busy on %s %s: %s", request.method, request.url.path, type(error).__name__)
+            return problem_response(
+                503,
+                "Service busy",
+                "the token store stayed busy; try again shortly",
+                slug="busy",
+                headers={"Retry-After": "1"},
+            )
         # No details: an unexpected error's text could carry anything. The log has the traceback.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(500, "Internal error", "the server failed to handle this request")
+
+
+def _is_busy(error: BaseException) -> bool:
+    """A store that is busy rather than broken: the connection pool timed out, or SQLite's
+    write lock stayed held past the busy timeout."""
+    if isinstance(error, ConnectionUnavailableError):
+        return True
+    if isinstance(error, sqlalchemy.exc.OperationalError):
+        error = error.orig or error
+    return type(error).__name__ == "OperationalError" and "database is locked" in str(error)

@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from application.ports import ReadModels
 from domain import token_format
@@ -59,6 +60,14 @@ class Verification:
 
     def allows(self, scope: Scope | None) -> bool:
         return self.token is not None and (scope is None or self.token.scopes.allows(scope))
+
+
+class Limiter(Protocol):
+    """Counts events (failed sign-ins, leak reports) per key over a sliding window."""
+
+    def is_blocked(self, key: str, now: float) -> bool: ...
+
+    def record(self, key: str, now: float) -> None: ...
 
 
 class SlidingWindowLimiter:

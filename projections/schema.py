@@ -10,7 +10,9 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -150,4 +152,16 @@ accounts = Table(
     Column("account_id", Uuid, nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Not a projection: recent failed sign-ins and leak reports, shared by every server worker so a
+# limit holds whichever process answers. Rows older than the limiter's window are pruned.
+throttle = Table(
+    "throttle_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("limiter", String(32), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("at", Float, nullable=False),  # seconds since the epoch
+    Index("ix_throttle_events_key", "limiter", "key", "at"),
 )

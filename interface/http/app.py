@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from application.verification import SlidingWindowLimiter
 from interface.http import problems
 from interface.http.dependencies import HttpContext
 from interface.http.hotpath import make_auth_check
@@ -22,6 +21,7 @@ from interface.http.pages.session import SessionSigner
 from interface.http.routes import audit, operations, services, token_auth, tokens
 from interface.settings import Settings
 from interface.wiring import Service, build
+from projections.throttle import SqlLimiter
 
 STATIC = Path(__file__).parent / "pages" / "static"
 
@@ -77,8 +77,13 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
         service=service,
         metrics=metrics,
         trusted_proxies=settings.trusted_proxies,
-        login_limiter=SlidingWindowLimiter(limit=10, window_seconds=300),
-        revoke_limiter=SlidingWindowLimiter(limit=30, window_seconds=60),
+        # In the database, so the limits hold across `serve --workers N`.
+        login_limiter=SqlLimiter(
+            service.read_models.engine, service.projections.engine, "sign-in", limit=10, window_seconds=300
+        ),
+        revoke_limiter=SqlLimiter(
+            service.read_models.engine, service.projections.engine, "leak-report", limit=30, window_seconds=60
+        ),
         signer=SessionSigner(settings.session_key or secrets.token_bytes(32)),
     )
 

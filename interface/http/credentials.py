@@ -72,12 +72,22 @@ def _address(text: str) -> str | None:
 
 
 def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) -> str | None:
-    """The client's address; X-Forwarded-For is believed only when the peer is a trusted proxy."""
+    """The client's address; X-Forwarded-For is believed only when the peer is a trusted proxy.
+
+    A proxy appends the address it saw to whatever the client sent ("<anything>, <real>"), so
+    the header is read from the right: the first entry that is not itself a trusted proxy is the
+    client. The leftmost entries are the client's own words and never count."""
     peer = connection.client.host if connection.client else None
     if peer in trusted_proxies:
         forwarded = connection.headers.get("x-forwarded-for")
         if forwarded:
-            return _address(forwarded.split(",")[0]) or peer
+            for entry in reversed(forwarded.split(",")):
+                address = _address(entry)
+                if address is None:
+                    return peer  # a garbled hop: believe nothing further left
+                if address not in trusted_proxies:
+                    return address
+            return peer
         real = connection.headers.get("x-real-ip")
         if real:
             return _address(real) or peer

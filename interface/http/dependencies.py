@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from application.ledger import Actor, Ledger
-from application.verification import SlidingWindowLimiter, Verification
+from application.verification import Limiter, Verification
 from domain.account import Role
 from domain.errors import AuthenticationFailed, DomainError
 from interface.http.credentials import (
@@ -31,8 +31,8 @@ class HttpContext:
     service: Service
     metrics: Metrics
     trusted_proxies: frozenset[str]
-    login_limiter: SlidingWindowLimiter
-    revoke_limiter: SlidingWindowLimiter
+    login_limiter: Limiter
+    revoke_limiter: Limiter
     signer: SessionSigner
 
 
@@ -67,7 +67,7 @@ def current_account(request: Request, ctx: Context) -> Actor:
     if not isinstance(credential, PasswordCredential):
         raise Unauthorized("sign in with HTTP Basic as an account (username and password)")
     key = f"{credential.username.lower()}|{client_address(request, ctx.trusted_proxies)}"
-    now = time.monotonic()
+    now = time.time()  # wall clock: the limiter counts across processes
     if ctx.login_limiter.is_blocked(key, now):
         raise Problem(
             429,

@@ -158,7 +158,7 @@ def login(
             request, next_path=next, error="The form expired; please sign in again.", status=403
         )
     key = f"{username.lower()}|{client_address(request, ctx.trusted_proxies)}"
-    now = time.monotonic()
+    now = time.time()  # wall clock: the limiter counts across processes
     if ctx.login_limiter.is_blocked(key, now):
         return _login_form(
             request,

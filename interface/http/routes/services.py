@@ -14,12 +14,28 @@ from interface.http.schemas import Introspection
 
 router = APIRouter(prefix="/api/v1", tags=["services"])
 
-TokenField = Annotated[str, Form(max_length=4096, description="The token value.")]
+TokenField = Annotated[
+    str,
+    Form(
+        max_length=4096,
+        description="The token value.",
+        examples=["opat_..."],
+    ),
+]
 HintField = Annotated[str | None, Form(max_length=64)]
 
 
+def _form_example(example: dict[str, str]) -> dict[str, object]:
+    """An example for a form body in the OpenAPI document (FastAPI documents only fields)."""
+    return {"requestBody": {"content": {"application/x-www-form-urlencoded": {"example": example}}}}
+
+
 @router.post(
-    "/introspect", response_model=Introspection, response_model_exclude_none=True, summary="RFC 7662"
+    "/introspect",
+    response_model=Introspection,
+    response_model_exclude_none=True,
+    summary="RFC 7662",
+    openapi_extra=_form_example({"token": "opat_...", "token_type_hint": "access_token"}),
 )
 def introspect(
     request: Request,
@@ -50,11 +66,17 @@ def introspect(
     )
 
 
-@router.post("/revoke", summary="RFC 7009: revoke a leaked value")
+@router.post(
+    "/revoke",
+    summary="RFC 7009: revoke a leaked value",
+    openapi_extra=_form_example({"token": "opat_..."}),
+    response_class=Response,
+    responses={200: {"description": "Revoked, or nothing to revoke (RFC 7009 says the same either way)"}},
+)
 def revoke(request: Request, ctx: Context, token: TokenField, token_type_hint: HintField = None) -> Response:
     """Anyone holding a value may revoke it. Always 200, whether the value was active or not."""
     address = client_address(request, ctx.trusted_proxies) or "unknown"
-    now = time.monotonic()
+    now = time.time()  # wall clock: the limiter counts across processes
     if ctx.revoke_limiter.is_blocked(address, now):
         raise Problem(
             429, "Too many requests", "too many revocation reports; slow down", headers={"Retry-After": "60"}

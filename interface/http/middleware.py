@@ -6,6 +6,7 @@ import json
 import logging
 import time
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.token_format import TOKEN_RE
@@ -56,8 +57,13 @@ def redact(text: str) -> str:
     return TOKEN_RE.sub("opat_[redacted]", text) if "opat_" in text else text
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from inside `receive()` when a body without Content-Length (chunked) grows past the
+    limit. An HTTPException, because FastAPI re-raises those from body parsing (anything else it
+    turns into a 400), so the problem handler answers 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request bodies are limited to {max_bytes} bytes")
 
 
 class BodySizeLimit:
@@ -87,7 +93,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -3,6 +3,7 @@ of their own tokens."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -28,7 +29,25 @@ def _token_id(text: str | None) -> uuid.UUID | None:
         raise TokenNotFound(text) from None
 
 
-@router.get("/audit/events", summary="The event log, filtered and cursor-paged")
+def _formats(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer in each of the formats `format=` selects, for the OpenAPI document."""
+    content = {
+        m: {"schema": {"type": "object"} if m == "application/json" else {"type": "string"}}
+        for m in media_types
+    }
+    return {200: {"description": description, "content": content}}
+
+
+@router.get(
+    "/audit/events",
+    summary="The event log, filtered and cursor-paged",
+    responses=_formats(
+        "A page of entries (JSON), or the entries alone as JSON lines or CSV",
+        "application/json",
+        "application/x-ndjson",
+        "text/csv",
+    ),
+)
 def audit_events(
     actor: AuditActor,
     ctx: Context,
@@ -59,8 +78,6 @@ def audit_events(
     if format == "csv":
         return Response(reports.entries_csv(page.entries), media_type="text/csv", headers=headers)
     if format == "jsonl":
-        import json
-
         body = "".join(json.dumps(reports.entry_json(e)) + "\n" for e in page.entries)
         return Response(body, media_type="application/x-ndjson", headers=headers)
     return JSONResponse(
@@ -106,7 +123,13 @@ def audit_digest(actor: AuditActor, ctx: Context) -> dict[str, Any]:
     return {"position": position, "digest": digest}
 
 
-@router.get("/reports/compliance", summary="Compliance report: findings per token, summary per owner")
+@router.get(
+    "/reports/compliance",
+    summary="Compliance report: findings per token, summary per owner",
+    responses=_formats(
+        "The report as JSON, CSV or a self-contained HTML page", "application/json", "text/csv", "text/html"
+    ),
+)
 def compliance_report(
     actor: AuditActor,
     ctx: Context,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from interface.http.dependencies import Context
 from interface.http.problems import problem_response
@@ -24,7 +25,14 @@ def readyz(ctx: Context) -> Response:
     return Response('{"status":"ready"}', media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"example": 'tokenledger_verifications_total{outcome="valid"} 42.0'}}}
+    },
+)
 def metrics(ctx: Context) -> Response:
     ctx.metrics.projection_lag.set(ctx.service.projections.lag())
     ctx.metrics.usage_queue.set(ctx.service.ledger.usage.queue_depth)

@@ -204,7 +204,15 @@ class ProjectionRunner:
                     if progress:
                         progress(total, last)
             self._set_positions(conn, {p.name: last for p in chosen})
+        self._analyze([t for p in chosen for t in p.tables])
         return total
+
+    def _analyze(self, tables: Sequence[Any]) -> None:
+        """Fresh planner statistics after a rebuild: without them SQLite plans some filtered
+        audit pages through the wrong index (measured at 1M events: 200 ms -> 14 ms)."""
+        with self.engine.begin() as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"ANALYZE {table.name}")
 
     @staticmethod
     @contextmanager

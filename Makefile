@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean bench bench-quick bench-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Benchmarks: they measure and print (nothing asserts a figure). Full runs write bench/results/.
+bench-setup: $(STAMP)
+	sh bench/setup.sh
+
+bench: bench-setup
+	$(BIN)/python -m bench.inprocess --json bench/results/inprocess.json
+	$(BIN)/python -m bench.http --json bench/results/http.json
+	$(BIN)/python -m bench.audit --json bench/results/audit.json
+
+bench-quick: bench-setup
+	$(BIN)/python -m bench.inprocess --quick
+	$(BIN)/python -m bench.http --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -54,7 +54,11 @@ def test_create_use_regenerate_revoke_in_the_browser(browser: Any, web: Server, 
     page.fill("#name", "GitHub Actions")
     page.check("input[value='repo:read']")
     page.check("input[value='job']")
+    page.select_option("#expires", "never")
+    assert page.locator("#no-expiry-warning").is_visible()
+    visit.shot("new-token-no-expiration-warning")
     page.select_option("#expires", "30")
+    assert not page.locator("#no-expiry-warning").is_visible()
     assert "repo:read" in page.content() and "enough for a pipeline" in page.content()
     visit.shot("new-token-form")
     with page.expect_response(

@@ -95,8 +95,8 @@ class Audit:
         entries = entries[:limit]
         return AuditPage(entries, entries[-1].position if more else None)
 
-    def iterate(self, actor: Actor, **filters: Any) -> Iterator[AuditEntry]:
-        cursor = None
+    def iterate(self, actor: Actor, *, cursor: int | None = None, **filters: Any) -> Iterator[AuditEntry]:
+        """Every matching entry after `cursor` (a position, as in `log`), page by page."""
         while True:
             page = self.log(actor, cursor=cursor, limit=MAX_PAGE, **filters)
             yield from page.entries

@@ -66,6 +66,12 @@ def audit_history(ctx: click.Context, token_id: str, as_json: bool) -> None:
 @click.option("--until", type=Instant())
 @click.option("--newest-first", is_flag=True)
 @click.option("--limit", type=click.IntRange(1), help="At most this many entries (default: all).")
+@click.option(
+    "--after",
+    type=click.IntRange(0),
+    metavar="POSITION",
+    help="Start after this position (the last one a previous run printed), in the chosen order.",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 @clean_errors
@@ -78,12 +84,14 @@ def audit_log(
     until: datetime | None,
     newest_first: bool,
     limit: int | None,
+    after: int | None,
     fmt: str,
 ) -> None:
     """The event log, filtered; JSON lines and CSV stream every matching entry."""
     with open_service(ctx) as service:
         entries = service.audit.iterate(
             operator(),
+            cursor=after,
             owner=owner,
             token_id=parse_id(token_id) if token_id else None,
             event_types=event_types,

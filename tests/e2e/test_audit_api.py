@@ -358,6 +358,16 @@ def test_cli_audit_log_csv_and_json_lines_parse(
         e["position"] for e in everything[::-1][:3]
     ]
 
+    # --after pages like the API's cursor: the rest, after the last position already printed.
+    first, rest = everything[:4], everything[4:]
+    page = cli(server, "audit", "log", "--format", "jsonl", "--after", str(first[-1]["position"]))
+    assert page.returncode == 0, page.stderr
+    assert [json.loads(line) for line in page.stdout.splitlines()] == rest
+    older = cli(
+        server, "audit", "log", "--format", "jsonl", "--newest-first", "--after", str(rest[0]["position"])
+    )
+    assert [json.loads(line) for line in older.stdout.splitlines()] == first[::-1]
+
 
 @pytest.fixture(autouse=True)
 def _server_logs_no_traceback(server: Server) -> Iterator[None]:

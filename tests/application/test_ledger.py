@@ -838,6 +838,26 @@ def test_each_flush_writes_one_used_event_per_token(ledger: Ledger, alice: Actor
     assert ledger.token(alice, first.record.id).use_count == 2
 
 
+def test_a_token_with_thousands_of_used_events_loads_from_a_snapshot(
+    ledger: Ledger, alice: Actor, clock: FakeClock
+) -> None:
+    issued = create(ledger, alice)
+    verification = ledger.verify(issued.value)
+    for _ in range(2_000):
+        clock.advance(seconds=1)
+        ledger.record_use(verification, scope="repo", address="10.0.0.1")
+    assert ledger.usage.flush() == 2_000  # a window of 0: one Used event per use
+
+    (snapshot,) = ledger.snapshots.get(issued.record.id, desc=True, limit=1)
+    token = ledger.repository.get(issued.record.id)
+    # Loading starts from the newest snapshot and replays only what came after it.
+    assert token.version == 2_001
+    assert token.version - snapshot.originator_version < Ledger.snapshotting_intervals[type(token)]
+    assert token.use_count == 2_000 == ledger.token(alice, issued.record.id).use_count
+    regenerated = ledger.regenerate_token(alice, issued.record.id)
+    assert ledger.verify(regenerated.value).outcome is Outcome.VALID
+
+
 def test_uses_within_a_window_become_one_used_event(
     ledger: Ledger, windowed: Ledger, alice: Actor, clock: FakeClock
 ) -> None:

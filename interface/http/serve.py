@@ -75,6 +75,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int, log_level: st
             port=port,
             workers=workers,
             access_log=False,
+            # uvicorn would rewrite the client address from X-Forwarded-For for its own list of
+            # proxies (127.0.0.1 unless FORWARDED_ALLOW_IPS says otherwise); the app applies
+            # TOKENLEDGER_TRUSTED_PROXIES itself, and two policies would disagree.
+            proxy_headers=False,
             log_config=log_config(log_level),
             timeout_graceful_shutdown=10,
         )

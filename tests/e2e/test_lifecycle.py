@@ -145,6 +145,37 @@ def test_sigterm_flushes_pending_usage(database_url: str, tmp_path: Path) -> Non
         restarted.stop()
 
 
+def test_auth_check_behind_a_proxy_records_the_client_it_forwarded_for(
+    database_url: str, tmp_path: Path
+) -> None:
+    # The test client is 127.0.0.1, a trusted proxy by default: the address it appended counts,
+    # not the leftmost entry, which the client itself made up.
+    server = Server(database_url, tmp_path, usage_window="3600").start()
+    password = add_user(database_url, "erin")
+    with Client(server.url, username="erin", password=password) as erin:
+        token = erin.create_token("Proxied", ["repo"])
+    answer = httpx.get(
+        server.url + "/api/v1/auth/check?scope=repo:read",
+        headers={
+            "Authorization": f"Bearer {token.value}",
+            "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+            "User-Agent": "git/2.43.0",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["x-token-scopes"] == "repo"
+    assert server.stop() == 0
+    restarted = Server(database_url, tmp_path).start()
+    try:
+        with Client(restarted.url, username="erin", password=password) as erin:
+            assert erin.get_token(token.id).last_used_ip == "198.51.100.7"
+            (used,) = [e for e in erin.events(token.id) if e["type"] == "Used"]
+        assert used["details"]["user_agents"] == ["git/2.43.0"]
+        assert used["details"]["scopes"] == ["repo:read"]
+    finally:
+        restarted.stop()
+
+
 def test_logs_never_contain_a_token_value_or_password(server: Server, alice_password: str) -> None:
     with Client(server.url, username="alice", password=alice_password) as alice:
         value = alice.create_token("Logged", ["repo"]).value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from domain.errors import InvalidScopes
 
@@ -52,7 +53,7 @@ class Scopes:
     @classmethod
     def parse(cls, texts: Iterable[str]) -> Scopes:
         if isinstance(texts, str):
-            texts = texts.replace(",", " ").split()
+            return _parse_text(texts)
         scopes = frozenset(parse_scope(t.strip()) for t in texts)
         if not scopes:
             raise InvalidScopes("scopes", "a token needs at least one scope")
@@ -66,8 +67,22 @@ class Scopes:
         return self.granted | frozenset(implied)
 
     def as_list(self) -> list[str]:
-        order = list(Scope)
-        return [s.value for s in sorted(self.granted, key=order.index)]
+        return list(_in_order(self.granted))
 
     def __str__(self) -> str:
-        return " ".join(self.as_list())
+        return " ".join(_in_order(self.granted))
+
+
+# Every verification parses the stored scopes and every answer prints them; there are only 128
+# sets of the seven scopes, so both are remembered (the bound keeps odd spellings from piling up).
+_RANK = {scope: rank for rank, scope in enumerate(Scope)}
+
+
+@lru_cache(maxsize=1024)
+def _parse_text(text: str) -> Scopes:
+    return Scopes.parse(text.replace(",", " ").split())
+
+
+@lru_cache(maxsize=256)
+def _in_order(granted: frozenset[Scope]) -> tuple[str, ...]:
+    return tuple(s.value for s in sorted(granted, key=_RANK.__getitem__))

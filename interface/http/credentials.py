@@ -78,8 +78,17 @@ def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) 
     the header is read from the right: the first entry that is not itself a trusted proxy is the
     client. The leftmost entries are the client's own words and never count."""
     peer = connection.client.host if connection.client else None
+    if peer not in trusted_proxies:
+        return peer
+    headers = connection.headers
+    return forwarded_client(peer, headers.get("x-forwarded-for"), headers.get("x-real-ip"), trusted_proxies)
+
+
+def forwarded_client(
+    peer: str | None, forwarded: str | None, real: str | None, trusted_proxies: frozenset[str]
+) -> str | None:
+    """`client_address` from the headers' values, for callers that read the headers themselves."""
     if peer in trusted_proxies:
-        forwarded = connection.headers.get("x-forwarded-for")
         if forwarded:
             for entry in reversed(forwarded.split(",")):
                 address = _address(entry)
@@ -88,7 +97,6 @@ def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) 
                 if address not in trusted_proxies:
                     return address
             return peer
-        real = connection.headers.get("x-real-ip")
         if real:
             return _address(real) or peer
     return peer

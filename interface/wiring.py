@@ -17,6 +17,7 @@ from domain.ports import Clock, SecretHasher
 from interface.settings import Settings
 from projections.audit_queries import SqlAuditQueries
 from projections.database import Database
+from projections.leadership import FileLeadership, Leadership, PostgresLeadership
 from projections.projectors import ALL_PROJECTORS
 from projections.queries import CredentialReader, SqlReadModels
 from projections.runner import ProjectionRunner
@@ -47,7 +48,9 @@ class Service:
 
 def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHasher | None = None) -> Service:
     database = Database.parse(settings.database_url)
-    runner = ProjectionRunner(database.engine(writer=True), [p() for p in ALL_PROJECTORS])
+    runner = ProjectionRunner(
+        database.engine(writer=True), [p() for p in ALL_PROJECTORS], leadership=leadership_for(database)
+    )
     read_models = SqlReadModels(database.engine(writer=False), CredentialReader(database))
     with _schema_lock(database):
         ledger = _ledger(settings, database, clock, hasher, read_models, runner)
@@ -56,6 +59,13 @@ def build(settings: Settings, *, clock: Clock | None = None, hasher: SecretHashe
     runner.catch_up()
     audit = Audit(ledger, SqlAuditQueries(read_models.engine, read_models))
     return Service(settings, database, ledger, runner, read_models, audit)
+
+
+def leadership_for(database: Database) -> Leadership:
+    """One background catch-up per store: a lock the OS or the database drops with its holder."""
+    if database.is_sqlite:
+        return FileLeadership(database.sqlite_path.with_name(database.sqlite_path.name + ".leader"))
+    return PostgresLeadership(database.psycopg_conninfo())
 
 
 # Any fixed number will do, as long as nothing else on the server uses it for an advisory lock.

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
 
 from projections import schema
+from projections.leadership import AlwaysLead, Leadership
 from projections.projectors import Item, Projector
 
 log = logging.getLogger("tokenledger.projections")
@@ -47,8 +48,11 @@ class ProjectionRunner:
         projectors: Sequence[Projector],
         *,
         batch_size: int = 1000,
+        leadership: Leadership | None = None,
     ) -> None:
         self.engine = engine
+        self.leadership = leadership or AlwaysLead()
+        self.leading = False
         self.recorder: Any = None
         self.mapper: Any = None
         self.projectors = list(projectors)
@@ -243,8 +247,10 @@ class ProjectionRunner:
 
     # Background --------------------------------------------------------------------------
 
-    def start(self, interval: float = 0.5) -> None:
-        """Catch up in a thread, for events written by other processes (the CLI, other workers)."""
+    def start(self, interval: float = 0.5, on_leading: Callable[[bool], None] | None = None) -> None:
+        """Catch up in a thread, for events that no command waited for (a process that died
+        after committing, other tools). Only the process that holds the leadership does it;
+        the others try to take it over at every interval. `on_leading` hears of each change."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -252,14 +258,25 @@ class ProjectionRunner:
         def run() -> None:
             while not self._stop.is_set():
                 try:
-                    with self._lock:
-                        self.catch_up()
+                    self._lead(self.leadership.try_lead(), on_leading)
+                    if self.leading:
+                        with self._lock:
+                            self.catch_up()
                 except Exception:
                     log.exception("projection catch-up failed; retrying")
                 self._stop.wait(interval)
+            self.leadership.resign()
+            self._lead(False, on_leading)
 
         self._thread = threading.Thread(target=run, name="projections", daemon=True)
         self._thread.start()
+
+    def _lead(self, leading: bool, on_leading: Callable[[bool], None] | None) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            log.info("projections: %s the background catch-up", "running" if leading else "no longer running")
+            if on_leading:
+                on_leading(leading)
 
     def stop(self) -> None:
         self._stop.set()

@@ -89,7 +89,10 @@ def create_app(service: Service, *, owns_service: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.projections.start(settings.projection_interval_seconds)
+        service.projections.start(
+            settings.projection_interval_seconds,
+            on_leading=lambda leading: metrics.projection_leader.set(1 if leading else 0),
+        )
         service.ledger.usage.start()
         try:
             yield

@@ -41,6 +41,12 @@ class Metrics:
             multiprocess_mode="max",
             registry=registry,
         )
+        self.projection_leader = Gauge(
+            "tokenledger_projection_leader",
+            "1 in the process that runs the background projection catch-up (summed over workers)",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.usage_queue = Gauge(
             "tokenledger_usage_queue_tokens",
             "Tokens with uses waiting to be written as Used events",

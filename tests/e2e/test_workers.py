@@ -9,6 +9,7 @@ each worker counts its own verifications in its own `counter_<pid>.db`.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -195,6 +196,15 @@ def test_metrics_add_up_the_verifications_of_both_workers(
         assert samples[("tokenledger_verification_seconds_count", ())] == valid + malformed
         assert ("tokenledger_projection_lag_events", ()) in samples
         assert ("tokenledger_usage_queue_tokens", ()) in samples
+
+
+def test_one_worker_runs_the_background_projection_catch_up(http: httpx.Client) -> None:
+    leaders = ("tokenledger_projection_leader", ())
+    deadline = time.monotonic() + 30
+    while metric_samples(http).get(leaders) != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Whichever worker answers, the sum over the live workers is one leader, not one per worker.
+    assert [metric_samples(http).get(leaders) for _ in range(6)] == [1] * 6
 
 
 def test_failed_sign_in_limit_holds_across_workers(

@@ -16,6 +16,9 @@ from projections.queries import SqlReadModels
 _a = schema.audit
 
 
+USES_BY_ID = 500  # up to this many tokens, uses are selected by id (bound parameters stay few)
+
+
 def _entry(row: Row[Any]) -> AuditEntry:
     return AuditEntry(
         position=row.position,
@@ -92,18 +95,19 @@ class SqlAuditQueries:
     ) -> Sequence[AuditEntry]:
         if not token_ids:
             return []
-        result: list[AuditEntry] = []
+        in_window = (
+            select(*_entry_columns)
+            .where(and_(_a.c.event_type == "Used", _a.c.used_last >= since, _a.c.used_first <= until))
+            .order_by(_a.c.position)
+        )
         with self.engine.connect() as conn:
-            for start in range(0, len(token_ids), 500):
-                chunk = token_ids[start : start + 500]
-                query = (
-                    select(*_entry_columns)
-                    .where(and_(_a.c.event_type == "Used", _a.c.used_last >= since, _a.c.used_first <= until))
-                    .where(_a.c.subject_id.in_(chunk))
-                    .order_by(_a.c.position)
-                )
-                result.extend(_entry(r) for r in conn.execute(query))
-        return sorted(result, key=lambda e: e.position)
+            if len(token_ids) <= USES_BY_ID:
+                return [_entry(r) for r in conn.execute(in_window.where(_a.c.subject_id.in_(token_ids)))]
+            # Many tokens: one pass over the window's uses, kept by id here. Chunks of ids would
+            # each scan the same index range again (measured at 1M events, 5,000 tokens: ten
+            # scans of half the log).
+            wanted = set(token_ids)
+            return [_entry(r) for r in conn.execute(in_window) if r.subject_id in wanted]
 
     def tokens(self) -> Sequence[TokenRecord]:
         return self.read_models.tokens(None)

@@ -39,7 +39,7 @@ from domain.views import AuditEntry, Exposure, ExposureUse, TokenAsOf
 from interface import reports
 from interface.settings import Settings
 from interface.wiring import Service, build
-from projections import schema
+from projections import audit_queries, schema
 from projections.database import Database
 from tests.support import CHEAP_ARGON2, FakeClock, cheap_hasher
 
@@ -603,8 +603,17 @@ def exposure(
     return [(x.name, x.owner, x.scopes, x.active_from, x.active_until, x.uses) for x in found]
 
 
+@pytest.fixture(params=["by-id", "one-scan"])
+def uses_query(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Uses are read by token id for a few tokens and in one scan of the window for many: both
+    must give the same answers (one-scan is what a large organisation gets)."""
+    if request.param == "one-scan":
+        monkeypatch.setattr(audit_queries, "USES_BY_ID", 0)
+    return request.param
+
+
 def test_exposure_lists_a_token_revoked_in_the_window_with_its_uses(
-    service: Service, scenario: Scenario, admin: Actor
+    service: Service, scenario: Scenario, admin: Actor, uses_query: str
 ) -> None:
     # repo covers repo:read; CI's first value was retired by the regeneration before the window.
     # Spans are the part of the window in which the token was usable.
@@ -631,7 +640,7 @@ def test_exposure_for_repo_excludes_tokens_that_only_read(
 
 
 def test_exposure_lists_uses_overlapping_the_window_with_addresses(
-    service: Service, scenario: Scenario, admin: Actor
+    service: Service, scenario: Scenario, admin: Actor, uses_query: str
 ) -> None:
     found = exposure(service, admin, "repo:read", at(1, 8, 9, 15), at(1, 8, 10))
     name, owner, scopes, active_from, active_until, uses = found[0]
@@ -649,7 +658,7 @@ def test_exposure_lists_uses_overlapping_the_window_with_addresses(
 
 
 def test_exposure_excludes_tokens_expired_or_revoked_before_the_window(
-    service: Service, scenario: Scenario, admin: Actor
+    service: Service, scenario: Scenario, admin: Actor, uses_query: str
 ) -> None:
     # Deploy expired Feb 5 10:00 and CI was revoked Jan 15; Nightly's regeneration on Feb 10 kept
     # it usable past its first expiry (Feb 19) until Mar 12.

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.views import HistoryEntry, TokenRecord
+from interface.http import examples
 
 Days = Literal[30, 60, 90]
 
@@ -43,10 +44,12 @@ class RevokeAll(BaseModel):
 
 
 class RevokedCount(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"revoked": 3}]})
     revoked: int
 
 
 class TokenPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.TOKEN]})
     id: uuid.UUID
     owner: str
     name: str
@@ -79,10 +82,12 @@ class TokenPublic(BaseModel):
 class TokenCreated(TokenPublic):
     """The record plus the value. Returned once, by create and regenerate only."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.TOKEN_CREATED]})
     token: str = Field(description="The token value. It is not stored: copy it now.")
 
 
 class TokenEvent(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.TOKEN_EVENT]})
     position: int
     at: datetime
     type: str
@@ -101,6 +106,7 @@ class TokenEvent(BaseModel):
 
 
 class TokenSelf(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.USER["token"]]})
     id: uuid.UUID
     name: str
     scopes: list[str]
@@ -108,6 +114,7 @@ class TokenSelf(BaseModel):
 
 
 class UserInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.USER]})
     username: str
     token: TokenSelf
 

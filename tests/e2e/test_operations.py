@@ -213,6 +213,8 @@ def has_example(document: dict[str, Any], media: dict[str, Any]) -> bool:
         return True
     schema = resolve(document, media.get("schema", {}))
     branches = [resolve(document, s) for s in schema.get("anyOf", []) + schema.get("oneOf", [])] + [schema]
+    if "items" in schema:
+        branches.append(resolve(document, schema["items"]))
     return any("example" in s or "examples" in s for s in branches)
 
 
@@ -226,6 +228,21 @@ def test_every_request_body_in_openapi_has_an_example(http: httpx.Client) -> Non
     }
     assert len(bodies) >= 5, bodies.keys()  # create, regenerate, revoke-all, introspect, revoke
     assert [name for name, media in bodies.items() if not has_example(document, media)] == []
+
+
+def test_every_json_answer_in_openapi_has_an_example(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    answers = {
+        f"{method.upper()} {path} {status}": media
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation.get("responses", {}).items()
+        if status.startswith("2")
+        for media_type, media in response.get("content", {}).items()
+        if media_type == "application/json"
+    }
+    assert len(answers) >= 15, answers.keys()
+    assert [name for name, media in answers.items() if not has_example(document, media)] == []
 
 
 # Throttling --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from application.audit import EVENT_TYPES, MAX_PAGE
 from domain.compliance import Policy
 from domain.errors import TokenNotFound
 from interface import reports
+from interface.http import examples
 from interface.http.dependencies import AuditActor, Context
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -29,12 +30,13 @@ def _token_id(text: str | None) -> uuid.UUID | None:
         raise TokenNotFound(text) from None
 
 
-def _formats(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+def _formats(description: str, *media_types: str, example: Any) -> dict[int | str, dict[str, Any]]:
     """The 200 answer in each of the formats `format=` selects, for the OpenAPI document."""
     content = {
         m: {"schema": {"type": "object"} if m == "application/json" else {"type": "string"}}
         for m in media_types
     }
+    content["application/json"]["example"] = example
     return {200: {"description": description, "content": content}}
 
 
@@ -46,6 +48,7 @@ def _formats(description: str, *media_types: str) -> dict[int | str, dict[str, A
         "application/json",
         "application/x-ndjson",
         "text/csv",
+        example=examples.LOG_PAGE,
     ),
 )
 def audit_events(
@@ -86,12 +89,20 @@ def audit_events(
     )
 
 
-@router.get("/audit/tokens", summary="Every token as it stood at an instant")
+@router.get(
+    "/audit/tokens",
+    summary="Every token as it stood at an instant",
+    responses=examples.json_answer("The tokens, each as it stood then", examples.AS_OF),
+)
 def audit_as_of(actor: AuditActor, ctx: Context, as_of: datetime) -> list[dict[str, Any]]:
     return [reports.as_of_json(t) for t in ctx.service.audit.as_of(actor, as_of)]
 
 
-@router.get("/audit/exposure", summary="Who could use a scope in a window, and who did")
+@router.get(
+    "/audit/exposure",
+    summary="Who could use a scope in a window, and who did",
+    responses=examples.json_answer("Each token that could use the scope, with its uses", examples.EXPOSURE),
+)
 def audit_exposure(
     actor: AuditActor,
     ctx: Context,
@@ -102,7 +113,13 @@ def audit_exposure(
     return [reports.exposure_json(x) for x in ctx.service.audit.exposure(actor, scope, since, until)]
 
 
-@router.get("/audit/verify", summary="Recompute the hash chain over the stored events")
+@router.get(
+    "/audit/verify",
+    summary="Recompute the hash chain over the stored events",
+    responses=examples.json_answer(
+        "The outcome, and the first position that no longer matches", examples.VERIFY
+    ),
+)
 def audit_verify(actor: AuditActor, ctx: Context) -> dict[str, Any]:
     ctx.service.audit.require_auditor(actor)
     check = ctx.service.audit.verify()
@@ -116,7 +133,11 @@ def audit_verify(actor: AuditActor, ctx: Context) -> dict[str, Any]:
     }
 
 
-@router.get("/audit/digest", summary="The head of the hash chain")
+@router.get(
+    "/audit/digest",
+    summary="The head of the hash chain",
+    responses=examples.json_answer("The head position and its digest", examples.DIGEST),
+)
 def audit_digest(actor: AuditActor, ctx: Context) -> dict[str, Any]:
     ctx.service.audit.require_auditor(actor)
     position, digest = ctx.service.audit.digest()
@@ -127,7 +148,11 @@ def audit_digest(actor: AuditActor, ctx: Context) -> dict[str, Any]:
     "/reports/compliance",
     summary="Compliance report: findings per token, summary per owner",
     responses=_formats(
-        "The report as JSON, CSV or a self-contained HTML page", "application/json", "text/csv", "text/html"
+        "The report as JSON, CSV or a self-contained HTML page",
+        "application/json",
+        "text/csv",
+        "text/html",
+        example=examples.REPORT,
     ),
 )
 def compliance_report(

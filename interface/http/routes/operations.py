@@ -11,12 +11,20 @@ from interface.http.problems import problem_response
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the read models have caught up with the event log")
+@router.get(
+    "/readyz",
+    summary="Readiness: the read models have caught up with the event log",
+    responses={200: {"content": {"application/json": {"example": {"status": "ready"}}}}},
+)
 def readyz(ctx: Context) -> Response:
     lag = ctx.service.projections.lag()
     ctx.metrics.projection_lag.set(lag)

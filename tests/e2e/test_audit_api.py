@@ -11,8 +11,10 @@ import base64
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -367,6 +369,58 @@ def test_cli_audit_log_csv_and_json_lines_parse(
         server, "audit", "log", "--format", "jsonl", "--newest-first", "--after", str(rest[0]["position"])
     )
     assert [json.loads(line) for line in older.stdout.splitlines()] == first[::-1]
+
+
+def test_as_of_exposure_and_report_answer_alike_over_http_and_the_cli(
+    server: Server, alice_password: str, bob_password: str
+) -> None:
+    tokens = populate(server, alice_password, bob_password)
+    admin = as_admin(server)
+    check = get(server, "/api/v1/auth/check", headers=bearer(tokens.values["CI"]), scope="repo")
+    assert check.status_code == 204
+    # The use is written in the background (a usage window of 0: right after the answer).
+    deadline = time.monotonic() + 30
+    while not (used := [e for e in walk(server, auth=admin, limit=1000)[0] if e["event"] == "Used"]):
+        assert time.monotonic() < deadline, "the use never reached the log"
+        time.sleep(0.2)
+    (everything,) = walk(server, auth=admin, limit=1000)
+    revoked = next(e for e in everything if e["event"] == "Revoked" and e["token_name"] == "Laptop")
+    now = datetime.now(UTC).isoformat()
+
+    # As of just before bob revoked Laptop, it was active; now it is revoked.
+    before = (datetime.fromisoformat(revoked["at"]) - timedelta(microseconds=1)).isoformat()
+    then = get(server, "/api/v1/audit/tokens", auth=admin, as_of=before).json()
+    assert {t["name"]: t["state"] for t in then}["Laptop"] == "active"
+    current = get(server, "/api/v1/audit/tokens", auth=admin, as_of=now).json()
+    assert {t["name"]: t["state"] for t in current} == {
+        "CI": "active",
+        "Deploy": "active",
+        "Laptop": "revoked",
+        "Auditor": "active",
+    }
+    assert {t["name"]: t["use_count"] for t in current}["CI"] == 1
+    as_of = cli(server, "audit", "as-of", now, "--json")
+    assert as_of.returncode == 0, as_of.stderr
+    assert json.loads(as_of.stdout) == current
+
+    # Only CI grants repo, and its one use falls in the window.
+    since = (datetime.fromisoformat(used[0]["at"]) - timedelta(minutes=1)).isoformat()
+    exposure = get(server, "/api/v1/audit/exposure", auth=admin, scope="repo", since=since, until=now).json()
+    assert [(x["name"], x["exercised"]) for x in exposure] == [("CI", True)]
+    (use,) = exposure[0]["uses"]
+    assert (use["count"], use["scopes"], use["addresses"]) == (1, ["repo"], ["127.0.0.1"])
+    exposed = cli(server, "audit", "exposure", "--scope", "repo", "--since", since, "--until", now, "--json")
+    assert exposed.returncode == 0, exposed.stderr
+    assert json.loads(exposed.stdout) == exposure
+
+    over_http = get(server, COMPLIANCE, auth=admin).json()
+    report = cli(server, "report", "compliance", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    from_cli = json.loads(report.stdout)
+    assert {k: v for k, v in from_cli.items() if k != "generated_at"} == {
+        k: v for k, v in over_http.items() if k != "generated_at"
+    }
+    assert {f["token_name"] for f in from_cli["findings"] if f["rule"] == "no_expiry"} == {"Deploy"}
 
 
 @pytest.fixture(autouse=True)

@@ -521,3 +521,25 @@ def test_pre_commit_hook_refuses_a_staged_token(hooked_repo: Path) -> None:
     accepted = commit(hooked_repo, "deploy script")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert git(hooked_repo, "log", "--format=%s").splitlines() == ["deploy script", "start"]
+
+
+def test_the_published_hook_installs_and_refuses_a_token(tmp_path: Path) -> None:
+    # `pre-commit try-repo` does what a user's `repo: <this repository>` does: it installs this
+    # project into the hook's own environment (`language: python`) and runs the hook from there.
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    value = new_token()
+    (work / "ci.env").write_text(f"TOKEN={value}\n")
+    (work / "notes.txt").write_text("nothing to see\n")
+    git(work, "add", ".")
+
+    refused = pre_commit(work, "try-repo", str(ROOT), "tokenledger-scan", "--files", "ci.env", "notes.txt")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1, output
+    assert "tokenledger token scan" in output and "Failed" in output
+    assert lookup(value) in output and "ci.env" in output
+    assert value not in output
+
+    clean = pre_commit(work, "try-repo", str(ROOT), "tokenledger-scan", "--files", "notes.txt")
+    assert clean.returncode == 0, clean.stdout + clean.stderr

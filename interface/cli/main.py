@@ -244,6 +244,7 @@ def projections() -> None:
 @click.pass_context
 @clean_errors
 def projections_status(ctx: click.Context) -> None:
+    """Each projection's position in the event log, the log's head, and the lag between them."""
     from rich.table import Table
 
     with open_service(ctx) as service:

@@ -27,13 +27,15 @@ bench-setup: $(STAMP)
 	sh bench/setup.sh
 
 bench: bench-setup
-	$(BIN)/python -m bench.inprocess --json bench/results/inprocess.json
+	$(BIN)/python -m bench.inprocess --backend sqlite --json bench/results/inprocess-sqlite.json
+	$(BIN)/python -m bench.inprocess --backend postgres --json bench/results/inprocess-postgres.json
 	$(BIN)/python -m bench.http --json bench/results/http.json
 	$(BIN)/python -m bench.audit --json bench/results/audit.json
 
 bench-quick: bench-setup
 	$(BIN)/python -m bench.inprocess --quick
 	$(BIN)/python -m bench.http --quick
+	$(BIN)/python -m bench.audit --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

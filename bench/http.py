@@ -17,12 +17,15 @@ workers on PostgreSQL) started with TOKENLEDGER_BENCH_ENDPOINTS=1:
 
 The points of sections 1, 2 and 4 are interleaved: every repetition runs each of them once, in
 an order that alternates between repetitions, and the median is reported, so that load from
-other processes on the machine falls on all of them alike.
+other processes on the machine falls on all of them alike. The hot-path server writes its usage
+every 60 s (the production default): a flush of 10,000 tokens' windows takes tens of seconds of
+the server's CPU under load and costs the points it lands in up to a third of their throughput.
+The per-repetition lines (CPU per request) show which points a flush fell on.
 
     .venv/bin/python -m bench.http [--quick] [--json PATH] [--backend sqlite|postgres|both]
                                    [--profile DIR]
 
-Full mode: 10 s points x 2 repetitions, 45 s of usage load per window, about 15 minutes. Quick
+Full mode: 10 s points x 3 repetitions, 45 s of usage load per window, about 15 minutes. Quick
 mode: 3 s points x 1, 8 s of usage load, about 2 minutes; its figures are rough.
 
 Needs wrk (`apt-get install wrk`, or `make bench-setup`). The peer is installed on first use
@@ -69,7 +72,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from application.hashing import Argon2Hasher, Argon2Parameters
-from bench.inprocess import code_fingerprint
+from bench import inprocess
+from bench.inprocess import Figure, code_fingerprint, ratio
 from domain import token_format
 from domain.account import Role
 from domain.scopes import Scopes
@@ -155,7 +159,7 @@ FULL = Plan(
     revoked=1000,
     bait=100,
     duration=10,
-    reps=2,
+    reps=3,
     connections=16,
     usage_runs=(("sqlite", 1), ("sqlite", 5), ("postgres", 1)),
     usage_seconds=45,
@@ -169,39 +173,13 @@ FULL = Plan(
 # Results ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    key: str
-    section: str
-    label: str
-    unit: str
-    value: float | None
-
-
 @dataclass
-class Results:
-    backend: str
-    title: str
-    figures: list[Figure] = field(default_factory=list)
+class Results(inprocess.Results):
+    """The in-process results, with a title per server and the raw wrk points and usage runs."""
+
+    title: str = ""
     points: list[dict[str, Any]] = field(default_factory=list)
     usage: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def add(self, key: str, section: str, label: str, unit: str, value: float | None) -> float | None:
-        if value is not None and (math.isnan(value) or math.isinf(value)):
-            value = None
-        self.figures.append(Figure(key, section, label, unit, value))
-        return value
-
-    def value(self, key: str) -> float | None:
-        return next((f.value for f in self.figures if f.key == key), None)
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
 
 
 def median(values: list[float]) -> float | None:
@@ -932,7 +910,7 @@ def run_backend(
 ) -> tuple[Results, Peer | None]:
     t0 = perf()
     workers = WORKERS[backend]
-    results = Results(backend, f"{backend} ({workers} worker{'s' if workers > 1 else ''})")
+    results = Results(backend, title=f"{backend} ({workers} worker{'s' if workers > 1 else ''})")
     results.info["load_average_1min_before"] = round(os.getloadavg()[0], 2)
     peer: Peer | None = None
     with fresh_database(backend, workdir) as url:

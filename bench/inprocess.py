@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -136,7 +137,7 @@ class Results:
     info: dict[str, Any] = field(default_factory=dict)
 
     def add(self, key: str, section: str, label: str, unit: str, value: float | None) -> float | None:
-        if value is not None and value != value:  # NaN: nothing was measured
+        if value is not None and not math.isfinite(value):  # NaN: nothing was measured
             value = None
         self.figures.append(Figure(key, section, label, unit, value))
         return value

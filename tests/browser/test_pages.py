@@ -162,6 +162,7 @@ def test_member_cannot_see_another_members_tokens(browser: Any, web: Server, scr
     bob.shot("other-members-token")
     assert response is not None and response.status == 404
     response = bob.page.goto("/admin/tokens")
+    bob.shot("admin-page-forbidden")
     assert response is not None and response.status == 403
     bob.close()
 
@@ -177,6 +178,19 @@ def test_form_posted_without_csrf_token_is_refused(browser: Any, web: Server, sc
     assert "Forged" not in visit.page.content()
     response = visit.page.request.post("/logout", form={"csrf_token": "wrong"}, max_redirects=0)
     assert response.status == 403
+
+    # The same in the page itself: the form, stripped of its CSRF field, submitted by the browser.
+    page = visit.page
+    page.goto("/tokens/new")
+    page.fill("#name", "Forged in the page")
+    page.check("input[value='repo']")
+    page.evaluate("document.querySelector('main form input[name=csrf_token]').remove()")
+    with page.expect_navigation() as refused:
+        page.click("main button[type=submit]")
+    visit.shot("csrf-refused")
+    assert refused.value is not None and refused.value.status == 403
+    page.goto("/tokens?state=all")
+    assert "Forged in the page" not in page.content()
     visit.close()
 
 

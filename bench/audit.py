@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import json
 import os
 import pstats
 import random
@@ -59,6 +58,7 @@ from bench.inprocess import (
     ratio,
     say,
     server_version,
+    write_results,
     write_token_log,
 )
 from domain.account import Role
@@ -747,16 +747,7 @@ def main(argv: list[str] | None = None) -> int:
             "as-of, exposure": "SELECT count(*) FROM rm_audit",
             "compliance": "SELECT * of rm_tokens, rm_last_used, rm_token_clients, rm_token_scopes",
         }
-        payload = {
-            "meta": meta,
-            "figures": {
-                r.backend: {f.key: {"value": f.value, "unit": f.unit, "label": f.label} for f in r.figures}
-                for r in all_results
-            },
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"wrote {args.json}")
+        write_results(args.json, meta, all_results, console)
     return 0
 
 

@@ -73,7 +73,7 @@ from sqlalchemy import func, select
 
 from application.hashing import Argon2Hasher, Argon2Parameters
 from bench import inprocess
-from bench.inprocess import Figure, code_fingerprint, ratio
+from bench.inprocess import Figure, code_fingerprint, ratio, write_results
 from domain import token_format
 from domain.account import Role
 from domain.scopes import Scopes
@@ -1508,18 +1508,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         meta = metadata(plan, wrk, results, peer, total)
         meta["skipped"] = skipped
-        payload = {
-            "meta": meta,
-            "figures": {
-                r.backend: {f.key: {"value": f.value, "unit": f.unit, "label": f.label} for f in r.figures}
-                for r in results
-            },
-            "points": {r.backend: r.points for r in results},
-            "usage": {r.backend: r.usage for r in results},
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"wrote {args.json}")
+        points = {r.backend: r.points for r in results}
+        usage = {r.backend: r.usage for r in results}
+        write_results(args.json, meta, results, console, points=points, usage=usage)
     return 0
 
 

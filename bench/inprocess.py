@@ -159,6 +159,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def write_results(
+    path: Path, meta: dict[str, Any], results: list[Results], console: Console, **extra: Any
+) -> None:
+    """The JSON file of a full run: its metadata, every backend's figures, and `extra` sections."""
+    payload = {
+        "meta": meta,
+        "figures": {
+            r.backend: {f.key: {"value": f.value, "unit": f.unit, "label": f.label} for f in r.figures}
+            for r in results
+        },
+        **extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    console.print(f"wrote {path}")
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -1000,16 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, plan, console)
     console.print(f"total wall time {total:,.1f}s ({plan.mode} mode, {os.cpu_count()} CPUs)")
     if args.json:
-        payload = {
-            "meta": metadata(plan, results, total, started_at, code),
-            "figures": {
-                r.backend: {f.key: {"value": f.value, "unit": f.unit, "label": f.label} for f in r.figures}
-                for r in results
-            },
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"wrote {args.json}")
+        write_results(args.json, metadata(plan, results, total, started_at, code), results, console)
     return 0
 
 

@@ -78,8 +78,6 @@ def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) 
     the header is read from the right: the first entry that is not itself a trusted proxy is the
     client. The leftmost entries are the client's own words and never count."""
     peer = connection.client.host if connection.client else None
-    if peer not in trusted_proxies:
-        return peer
     headers = connection.headers
     return forwarded_client(peer, headers.get("x-forwarded-for"), headers.get("x-real-ip"), trusted_proxies)
 
@@ -87,7 +85,8 @@ def client_address(connection: HTTPConnection, trusted_proxies: frozenset[str]) 
 def forwarded_client(
     peer: str | None, forwarded: str | None, real: str | None, trusted_proxies: frozenset[str]
 ) -> str | None:
-    """`client_address` from the headers' values, for callers that read the headers themselves."""
+    """`client_address` from the headers' values, for callers that read the headers themselves.
+    The one place that decides whether the headers are believed."""
     if peer in trusted_proxies:
         if forwarded:
             for entry in reversed(forwarded.split(",")):
